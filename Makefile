@@ -1,0 +1,31 @@
+# The two commands of the README's quick start are `make demo` and `make test`; both
+# install what they need first. The rest are for development.
+
+CARGO ?= cargo
+
+.PHONY: demo test deps lint vectors bench
+
+deps:
+	@./scripts/install-deps.sh
+
+## The main job: the best demo that exists today.
+demo: deps
+	$(CARGO) run --locked --release -p porchlight-node -- demo
+
+## The whole test suite, exactly as CI runs it.
+test: deps lint
+	$(CARGO) nextest run --workspace --locked --no-fail-fast
+	$(CARGO) test --workspace --doc --locked
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+## Regenerate spec/vectors/*.json from their generator, then check them.
+vectors:
+	UPDATE_VECTORS=1 $(CARGO) test -p porchlight-protocol --test vectors vectors_match_the_generator
+	$(CARGO) test -p porchlight-protocol --test vectors
+
+## Clip seal/open over 64 MiB against raw ChaCha20-Poly1305, with ratios.
+bench:
+	$(CARGO) bench --locked -p porchlight-protocol --bench clip
