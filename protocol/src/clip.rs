@@ -271,6 +271,20 @@ mod tests {
     }
 
     #[test]
+    fn a_corrupt_header_in_a_large_file_is_malformed_not_too_large() {
+        let mut file = header().encode().unwrap();
+        // A length prefix that is impossible, then a megabyte of ciphertext.
+        file[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+        file.extend(std::iter::repeat_n(0xa5, 1 << 20));
+        assert_eq!(
+            ClipHeader::decode_prefix(&file).unwrap_err(),
+            ProtocolError::Decode(DecodeError::Malformed {
+                what: "clip header"
+            })
+        );
+    }
+
+    #[test]
     fn clip_id_text_round_trips() {
         let id = ClipId::of(b"h", b"c");
         assert_eq!(id.to_string().parse::<ClipId>().unwrap(), id);

@@ -76,7 +76,9 @@ pub(crate) fn decode_prefix<T: Serialize + DeserializeOwned>(
     let window = &bytes[..bytes.len().min(max_len)];
     let (value, used): (T, usize) = match bincode::serde::decode_from_slice(window, CONFIG) {
         Ok(decoded) => decoded,
-        Err(_) if bytes.len() > max_len => {
+        // Ran out of input only because the window stopped at the limit: the value is larger
+        // than allowed. Any other failure is malformed input, whatever follows it.
+        Err(bincode::error::DecodeError::UnexpectedEnd { .. }) if bytes.len() > max_len => {
             return Err(DecodeError::TooLarge {
                 what,
                 len: bytes.len(),

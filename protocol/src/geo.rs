@@ -36,9 +36,23 @@ fn check_coordinates(lat: f64, lon: f64) -> Result<(), ValidationError> {
     Ok(())
 }
 
-fn index(degrees: f64) -> i32 {
-    // In range by check_coordinates: |degrees * 100| <= 18000.
-    (degrees * CELLS_PER_DEGREE).floor() as i32
+/// Highest latitude index: latitude 90 belongs to the last row of cells.
+const MAX_LAT_INDEX: i32 = 8_999;
+/// Longitude 180 is the same meridian as -180, so it names the first column.
+const LON_INDEX_SPAN: i32 = 36_000;
+
+fn lat_index(lat: f64) -> i32 {
+    // In range by check_coordinates: |lat * 100| <= 9000.
+    ((lat * CELLS_PER_DEGREE).floor() as i32).min(MAX_LAT_INDEX)
+}
+
+fn lon_index(lon: f64) -> i32 {
+    let index = (lon * CELLS_PER_DEGREE).floor() as i32;
+    if index >= LON_INDEX_SPAN / 2 {
+        index - LON_INDEX_SPAN
+    } else {
+        index
+    }
 }
 
 impl CellId {
@@ -46,14 +60,15 @@ impl CellId {
     pub fn containing(lat: f64, lon: f64) -> Result<CellId, ValidationError> {
         check_coordinates(lat, lon)?;
         Ok(CellId {
-            lat_index: index(lat),
-            lon_index: index(lon),
+            lat_index: lat_index(lat),
+            lon_index: lon_index(lon),
         })
     }
 
     /// Whether the indices name a cell on Earth.
     pub fn is_valid(&self) -> bool {
-        (-9000..=9000).contains(&self.lat_index) && (-18000..=18000).contains(&self.lon_index)
+        (-9000..=MAX_LAT_INDEX).contains(&self.lat_index)
+            && (-18000..18000).contains(&self.lon_index)
     }
 
     /// The gossip topic of this cell.
@@ -74,8 +89,11 @@ pub fn cells_covering(lat: f64, lon: f64, radius_m: f64) -> Result<Vec<CellId>, 
     }
     let dlat = radius_m / METRES_PER_DEGREE_LAT;
     let dlon = radius_m / (METRES_PER_DEGREE_LAT * lat.to_radians().cos().max(1e-6));
-    let lat_range = index((lat - dlat).max(-90.0))..=index((lat + dlat).min(90.0));
-    let lon_range = index((lon - dlon).max(-180.0))..=index((lon + dlon).min(180.0));
+    let lat_range = lat_index((lat - dlat).max(-90.0))..=lat_index((lat + dlat).min(90.0));
+    // Areas that would cross the antimeridian are clipped at it (no city needs both sides).
+    let lon_range = ((lon - dlon).max(-180.0) * CELLS_PER_DEGREE).floor() as i32
+        ..=(((lon + dlon).min(180.0) * CELLS_PER_DEGREE).floor() as i32)
+            .min(LON_INDEX_SPAN / 2 - 1);
     let count = lat_range
         .clone()
         .count()
@@ -133,6 +151,38 @@ mod tests {
         assert!(cells_covering(52.5, 13.4, 50_000.0).is_err());
         // Near the pole a small radius spans too many longitudes.
         assert!(cells_covering(89.99, 0.0, 4_000.0).is_err());
+    }
+
+    #[test]
+    fn poles_and_the_antimeridian_have_one_name() {
+        assert_eq!(
+            CellId::containing(90.0, 180.0).unwrap(),
+            CellId {
+                lat_index: 8999,
+                lon_index: -18000
+            }
+        );
+        assert_eq!(CellId::containing(0.0, -180.0).unwrap().lon_index, -18000);
+        assert!(
+            !CellId {
+                lat_index: 0,
+                lon_index: 18000
+            }
+            .is_valid()
+        );
+        assert!(
+            !CellId {
+                lat_index: 9000,
+                lon_index: 0
+            }
+            .is_valid()
+        );
+        assert!(
+            cells_covering(10.0, 179.999, 1000.0)
+                .unwrap()
+                .iter()
+                .all(CellId::is_valid)
+        );
     }
 
     #[test]

@@ -228,6 +228,16 @@ impl ClipSealer {
             if self.pending.len() == CHUNK_SIZE {
                 self.seal_pending(false, out);
             }
+            // Fast path: nothing held back and more than a chunk left, so the next chunk is
+            // known not to be the last. Copy it straight into `out` and seal it there.
+            if self.pending.is_empty() && plaintext.len() > CHUNK_SIZE {
+                let (chunk, rest) = plaintext.split_at(CHUNK_SIZE);
+                let start = out.len();
+                out.extend_from_slice(chunk);
+                self.seal_tail(start, false, out);
+                plaintext = rest;
+                continue;
+            }
             let take = (CHUNK_SIZE - self.pending.len()).min(plaintext.len());
             self.pending.extend_from_slice(&plaintext[..take]);
             plaintext = &plaintext[take..];
@@ -243,12 +253,17 @@ impl ClipSealer {
     fn seal_pending(&mut self, last: bool, out: &mut Vec<u8>) {
         let start = out.len();
         out.extend_from_slice(&self.pending);
+        self.pending.clear();
+        self.seal_tail(start, last, out);
+    }
+
+    /// Seals `out[start..]` (one chunk of plaintext) in place as chunk `self.index`.
+    fn seal_tail(&mut self, start: usize, last: bool, out: &mut Vec<u8>) {
         let tag = self
             .cipher
             .seal_in_place(self.index, last, &mut out[start..]);
         out.extend_from_slice(&tag);
         self.id_hash.update(&out[start..]);
-        self.pending.clear();
         self.index += 1;
     }
 }
@@ -259,8 +274,10 @@ pub struct ClipOpener {
     cipher: ClipCipher,
     header: ClipHeader,
     index: u64,
-    pending: Vec<u8>,
-    id_hash: Sha256,
+    /// Holds ciphertext, and briefly the plaintext of a chunk opened in place: wiped on drop.
+    pending: Zeroizing<Vec<u8>>,
+    /// `None` when the caller already checked the clip id (see [`open_clip`]).
+    id_hash: Option<Sha256>,
     failed: bool,
 }
 
@@ -274,8 +291,8 @@ impl ClipOpener {
             cipher: ClipCipher::from_parts(file_key, &header, header_bytes),
             header,
             index: 0,
-            pending: Vec::with_capacity(SEALED_CHUNK_SIZE),
-            id_hash,
+            pending: Zeroizing::new(Vec::with_capacity(SEALED_CHUNK_SIZE)),
+            id_hash: Some(id_hash),
             failed: false,
         })
     }
@@ -303,6 +320,19 @@ impl ClipOpener {
 
     /// Opens the final chunk and returns the id of the clip that was read.
     pub fn finish(mut self, out: &mut Vec<u8>) -> Result<ClipId, CryptoError> {
+        self.open_last(out)?;
+        match self.id_hash {
+            Some(hash) => Ok(ClipId::from_bytes(hash.finalize().into())),
+            // Only open_clip builds an opener without the hash, and it calls finish_unhashed.
+            None => Err(CryptoError::StreamClosed),
+        }
+    }
+
+    fn finish_unhashed(mut self, out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        self.open_last(out)
+    }
+
+    fn open_last(&mut self, out: &mut Vec<u8>) -> Result<(), CryptoError> {
         if self.failed {
             return Err(CryptoError::StreamClosed);
         }
@@ -312,8 +342,7 @@ impl ClipOpener {
         if self.index > 0 && self.pending.len() == TAG_SIZE {
             return Err(CryptoError::EmptyLastChunk);
         }
-        self.open_pending(true, out)?;
-        Ok(ClipId::from_bytes(self.id_hash.finalize().into()))
+        self.open_pending(true, out)
     }
 
     /// Like [`finish`](Self::finish), and also checks the clip is the one expected.
@@ -326,7 +355,9 @@ impl ClipOpener {
     }
 
     fn open_pending(&mut self, last: bool, out: &mut Vec<u8>) -> Result<(), CryptoError> {
-        self.id_hash.update(&self.pending);
+        if let Some(hash) = &mut self.id_hash {
+            hash.update(&self.pending[..]);
+        }
         let body_len = self.pending.len() - TAG_SIZE;
         let (body, tag) = self.pending.split_at_mut(body_len);
         if let Err(err) = self.cipher.open_in_place(self.index, last, body, tag) {
@@ -378,9 +409,12 @@ pub fn open_clip(
         return Err(CryptoError::ClipIdMismatch.into());
     }
     let mut opener = ClipOpener::new(file_key, header_bytes)?;
+    // The id was just checked over these exact bytes; hashing them again would double the
+    // cost of opening for nothing.
+    opener.id_hash = None;
     let mut plaintext = Vec::with_capacity(ciphertext.len());
     opener.push(ciphertext, &mut plaintext)?;
-    opener.finish(&mut plaintext)?;
+    opener.finish_unhashed(&mut plaintext)?;
     Ok(plaintext)
 }
 

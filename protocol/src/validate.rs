@@ -48,10 +48,20 @@ pub fn check_text(
     if !allow_empty && text.trim().is_empty() {
         return Err(ValidationError::EmptyText { field });
     }
-    if text.chars().any(char::is_control) {
+    if text
+        .chars()
+        .any(|c| c.is_control() || is_invisible_format(c))
+    {
         return Err(ValidationError::ControlCharacter { field });
     }
     Ok(())
+}
+
+/// Bidirectional overrides and isolates, zero-width characters and the byte-order mark: text
+/// from a peer that contains them can show the owner something other than what it says
+/// (spec/wire.md#text).
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// Checks a list's length is within `1..=max`.
@@ -168,6 +178,10 @@ mod tests {
         assert!(check_text("reason", "12345678901", 10, false).is_err());
         assert!(check_text("reason", "a\nb", 10, false).is_err());
         assert!(check_text("reason", "a\u{7f}b", 10, false).is_err());
+        // Right-to-left override and zero-width space disguise text on the owner's page.
+        assert!(check_text("reason", "fire\u{202E}gpj.exe", 20, false).is_err());
+        assert!(check_text("reason", "Fi\u{200B}re", 20, false).is_err());
+        assert!(check_text("reason", "Straße 5, Zürich", 20, false).is_ok());
     }
 
     #[test]
