@@ -56,7 +56,9 @@ pub use geo::CellId;
 pub use identity::{PeerId, SigningIdentity};
 pub use request::{FootageRequest, RequestId, RequestTarget};
 pub use revocation::Revocation;
-pub use stream::{ClipOpener, ClipSealer, SealedClip, open_clip, seal_clip};
+pub use stream::{
+    ClipIdHasher, ClipOpener, ClipSealer, PayloadSealer, SealedClip, open_clip, seal_clip,
+};
 pub use time::{TimeWindow, Timestamp};
 pub use token::{ConsentToken, TokenId};
 pub use wrap::{WrappedFileKey, unwrap_file_key, wrap_file_key};

@@ -193,30 +193,29 @@ impl ChunkLayout {
     }
 }
 
-/// Seals a clip as its plaintext arrives.
+/// STREAM-seals a clip's payload as its plaintext arrives, without computing the clip id.
+///
+/// [`ClipSealer`] is this plus a [`ClipIdHasher`], on one thread. A shell with a second core
+/// can run the two apart (seal here, hash the ciphertext on the other core as it is
+/// written), since the id is a second full pass over the ciphertext.
 #[derive(Debug)]
-pub struct ClipSealer {
+pub struct PayloadSealer {
     cipher: ClipCipher,
     index: u64,
     pending: Zeroizing<Vec<u8>>,
-    id_hash: Sha256,
 }
 
-impl ClipSealer {
-    /// Starts sealing a clip with `header`; returns the sealer and the header bytes, which
-    /// come first in the clip file.
+impl PayloadSealer {
+    /// Starts sealing a payload under `header`; returns the sealer and the header bytes.
     pub fn new(
         file_key: &FileKey,
         header: &ClipHeader,
-    ) -> Result<(ClipSealer, Vec<u8>), ProtocolError> {
+    ) -> Result<(PayloadSealer, Vec<u8>), ProtocolError> {
         let header_bytes = header.encode()?;
-        let mut id_hash = Sha256::new();
-        id_hash.update(&header_bytes);
-        let sealer = ClipSealer {
+        let sealer = PayloadSealer {
             cipher: ClipCipher::from_parts(file_key, header, &header_bytes),
             index: 0,
             pending: Zeroizing::new(Vec::with_capacity(CHUNK_SIZE)),
-            id_hash,
         };
         Ok((sealer, header_bytes))
     }
@@ -244,10 +243,9 @@ impl ClipSealer {
         }
     }
 
-    /// Seals the final chunk into `out` and returns the clip id.
-    pub fn finish(mut self, out: &mut Vec<u8>) -> ClipId {
+    /// Seals the final chunk into `out`.
+    pub fn finish(mut self, out: &mut Vec<u8>) {
         self.seal_pending(true, out);
-        ClipId::from_bytes(self.id_hash.finalize().into())
     }
 
     fn seal_pending(&mut self, last: bool, out: &mut Vec<u8>) {
@@ -263,8 +261,64 @@ impl ClipSealer {
             .cipher
             .seal_in_place(self.index, last, &mut out[start..]);
         out.extend_from_slice(&tag);
-        self.id_hash.update(&out[start..]);
         self.index += 1;
+    }
+}
+
+/// Computes a clip id, `SHA-256(header bytes || ciphertext)`, as the ciphertext goes by
+/// (spec/crypto.md#clip-id).
+#[derive(Debug, Clone)]
+pub struct ClipIdHasher(Sha256);
+
+impl ClipIdHasher {
+    pub fn new(header_bytes: &[u8]) -> ClipIdHasher {
+        let mut hash = Sha256::new();
+        hash.update(header_bytes);
+        ClipIdHasher(hash)
+    }
+
+    pub fn update(&mut self, ciphertext: &[u8]) {
+        self.0.update(ciphertext);
+    }
+
+    pub fn finish(self) -> ClipId {
+        ClipId::from_bytes(self.0.finalize().into())
+    }
+}
+
+/// Seals a clip as its plaintext arrives, computing its id on the way.
+#[derive(Debug)]
+pub struct ClipSealer {
+    payload: PayloadSealer,
+    id: ClipIdHasher,
+}
+
+impl ClipSealer {
+    /// Starts sealing a clip with `header`; returns the sealer and the header bytes, which
+    /// come first in the clip file.
+    pub fn new(
+        file_key: &FileKey,
+        header: &ClipHeader,
+    ) -> Result<(ClipSealer, Vec<u8>), ProtocolError> {
+        let (payload, header_bytes) = PayloadSealer::new(file_key, header)?;
+        let id = ClipIdHasher::new(&header_bytes);
+        Ok((ClipSealer { payload, id }, header_bytes))
+    }
+
+    /// Takes more plaintext and appends every chunk that is now known not to be the last
+    /// to `out`.
+    pub fn push(&mut self, plaintext: &[u8], out: &mut Vec<u8>) {
+        let start = out.len();
+        self.payload.push(plaintext, out);
+        self.id.update(&out[start..]);
+    }
+
+    /// Seals the final chunk into `out` and returns the clip id.
+    pub fn finish(mut self, out: &mut Vec<u8>) -> ClipId {
+        let start = out.len();
+        self.payload.finish(out);
+        self.id.update(&out[start..]);
+        self.id.finish()
     }
 }
 
@@ -277,7 +331,7 @@ pub struct ClipOpener {
     /// Holds ciphertext, and briefly the plaintext of a chunk opened in place: wiped on drop.
     pending: Zeroizing<Vec<u8>>,
     /// `None` when the caller already checked the clip id (see [`open_clip`]).
-    id_hash: Option<Sha256>,
+    id_hash: Option<ClipIdHasher>,
     failed: bool,
 }
 
@@ -285,14 +339,12 @@ impl ClipOpener {
     /// Starts opening the clip whose header is `header_bytes`.
     pub fn new(file_key: &FileKey, header_bytes: &[u8]) -> Result<ClipOpener, ProtocolError> {
         let header = ClipHeader::decode(header_bytes)?;
-        let mut id_hash = Sha256::new();
-        id_hash.update(header_bytes);
         Ok(ClipOpener {
             cipher: ClipCipher::from_parts(file_key, &header, header_bytes),
             header,
             index: 0,
             pending: Zeroizing::new(Vec::with_capacity(SEALED_CHUNK_SIZE)),
-            id_hash: Some(id_hash),
+            id_hash: Some(ClipIdHasher::new(header_bytes)),
             failed: false,
         })
     }
@@ -322,7 +374,7 @@ impl ClipOpener {
     pub fn finish(mut self, out: &mut Vec<u8>) -> Result<ClipId, CryptoError> {
         self.open_last(out)?;
         match self.id_hash {
-            Some(hash) => Ok(ClipId::from_bytes(hash.finalize().into())),
+            Some(hash) => Ok(hash.finish()),
             // Only open_clip builds an opener without the hash, and it calls finish_unhashed.
             None => Err(CryptoError::StreamClosed),
         }
@@ -356,7 +408,7 @@ impl ClipOpener {
 
     fn open_pending(&mut self, last: bool, out: &mut Vec<u8>) -> Result<(), CryptoError> {
         if let Some(hash) = &mut self.id_hash {
-            hash.update(&self.pending[..]);
+            hash.update(&self.pending);
         }
         let body_len = self.pending.len() - TAG_SIZE;
         let (body, tag) = self.pending.split_at_mut(body_len);
@@ -509,6 +561,21 @@ mod tests {
         }
         opener.finish_expecting(&id, &mut out).unwrap();
         assert_eq!(out, data);
+    }
+
+    #[test]
+    fn payload_sealer_and_id_hasher_compose_to_clip_sealer() {
+        let data = plaintext(2 * CHUNK_SIZE + 3);
+        let whole = seal_clip(&key(), &header(), &data).unwrap();
+        let (mut payload, header_bytes) = PayloadSealer::new(&key(), &header()).unwrap();
+        let mut ciphertext = Vec::new();
+        payload.push(&data, &mut ciphertext);
+        payload.finish(&mut ciphertext);
+        let mut id = ClipIdHasher::new(&header_bytes);
+        for piece in ciphertext.chunks(777) {
+            id.update(piece);
+        }
+        assert_eq!((ciphertext, id.finish()), (whole.ciphertext, whole.clip_id));
     }
 
     #[test]
