@@ -14,8 +14,8 @@ demo: deps
 
 ## The whole test suite, exactly as CI runs it.
 test: deps lint
-	$(CARGO) nextest run --workspace --locked --no-fail-fast
 	$(CARGO) test --workspace --doc --locked
+	$(CARGO) nextest run --workspace --locked --no-fail-fast
 
 lint:
 	$(CARGO) fmt --all --check
