@@ -4,9 +4,23 @@
 # only when missing). Safe to run again; it changes nothing when all is present.
 set -euo pipefail
 
-# System packages the build needs. GStreamer's development packages and plugins join this
-# list with the home-node capture, and chromium with the browser tests.
-packages=(pkg-config)
+# System packages the build and tests need: GStreamer's development files and the plugins
+# the capture pipeline uses (videotestsrc: base; the test camera's clock overlay: x; v4l2,
+# rtsp, mp4 muxing: good; h264parse: bad; x264enc: ugly; decoders for file cameras that are
+# not H.264: libav), and ffprobe to check exported clips. Chromium joins with the browser
+# tests.
+packages=(
+    pkg-config
+    libgstreamer1.0-dev
+    libgstreamer-plugins-base1.0-dev
+    gstreamer1.0-plugins-base
+    gstreamer1.0-plugins-good
+    gstreamer1.0-plugins-bad
+    gstreamer1.0-plugins-ugly
+    gstreamer1.0-x
+    gstreamer1.0-libav
+    ffmpeg
+)
 
 missing=()
 for package in "${packages[@]}"; do

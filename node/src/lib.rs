@@ -1,0 +1,10 @@
+//! porchlight-node: the shells around the protocol (and, as it lands, the node core).
+//!
+//! Everything that touches the world lives here and only here: the wall clock, the OS RNG,
+//! files, cameras (GStreamer), the store (sled), the HTTP API (axum) and the mesh (libp2p).
+//! Each shell translates between the world and protocol types; none of them decides policy.
+
+pub mod capture;
+pub mod clock;
+pub mod recording;
+pub mod store;
