@@ -4,7 +4,15 @@
 //! files, cameras (GStreamer), the store (sled), the HTTP API (axum) and the mesh (libp2p).
 //! Each shell translates between the world and protocol types; none of them decides policy.
 
+pub mod api;
 pub mod capture;
+pub mod cli;
 pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod data_dir;
+pub mod keys;
+pub mod media;
 pub mod recording;
 pub mod store;
+pub mod walkthrough;

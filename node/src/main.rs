@@ -1,48 +1,23 @@
 //! `porchlight`: the home node's command line.
 //!
-//! This is the outermost shell: it parses arguments, reads the wall clock and the OS RNG, and
-//! prints. Everything it decides comes from `porchlight-protocol` (and, as they land, the
-//! sans-IO node core). Errors flow to `main` as `anyhow` chains and print once as
-//! `porchlight: {err:#}` with a non-zero exit.
+//! This is the outermost shell: it parses arguments, sets up logging (`RUST_LOG`), runs the
+//! command, and prints any error once as `porchlight: {err:#}` with a non-zero exit.
 
-mod clock;
-mod walkthrough;
-
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-
-/// Porchlight: a neighborhood camera mesh where footage leaves a home only with its owner's
-/// explicit, time-limited consent.
-#[derive(Debug, Parser)]
-#[command(name = "porchlight", version)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Walk through the consent flow in one process, with the real protocol code
-    ///
-    /// A home seals a clip, an authority asks for it with a credential, the owner grants a
-    /// time-limited token, the authority opens the clip, tampering is caught, the owner
-    /// revokes. The mesh, cameras and store come with the home-node and mesh milestones.
-    Demo {
-        /// Where to leave the demo's files (default: a new directory under the system
-        /// temporary directory).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
-}
+use clap::Parser;
+use porchlight_node::cli::{self, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Demo { dir } => walkthrough::run(dir),
-    };
-    match result {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("porchlight: {err:#}");

@@ -1,0 +1,294 @@
+//! `porchlight node`: the always-on home node.
+//!
+//! Wires the shells together: settings and keys from the data dir, the store (which locks
+//! the data dir against a second daemon), the capture supervisor (one GStreamer pipeline per
+//! camera), a pump that seals every segment into the store, a retention sweep, and the local
+//! HTTP API. On SIGINT or SIGTERM it stops the cameras (each finishes and delivers the clip
+//! in progress), waits until every delivered segment is sealed and flushed, removes its API
+//! files and exits 0.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::Context;
+use porchlight_protocol::Timestamp;
+use rand_core::{OsRng, RngCore};
+use tokio::net::TcpListener;
+use zeroize::Zeroizing;
+
+use crate::api::ApiEndpoint;
+use crate::api::server::{ApiState, CameraStates, router};
+use crate::api::views::{CameraView, rfc3339};
+use crate::capture::{self, CameraStatus, CaptureOptions, CaptureSupervisor, ClipLength};
+use crate::clock;
+use crate::config::{Overrides, RawConfig, Settings, environment_overrides};
+use crate::data_dir::{DataDir, replace_secret};
+use crate::keys::NodeKeys;
+use crate::recording::Segment;
+use crate::store::{Store, StoreConfig};
+
+/// How often retention runs.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+/// Free space to keep in hand beyond the segment being written.
+const WRITE_MARGIN: u64 = 16 << 20;
+
+/// Runs the daemon until a signal stops it.
+pub fn run(dir: DataDir, flags: Overrides) -> anyhow::Result<()> {
+    dir.check_usable()?;
+    let settings = Settings::layer(RawConfig::load(&dir)?, environment_overrides()?, flags)?;
+    let cameras = capture::parse_cameras(&settings.cameras).context("bad --camera")?;
+    let clip_len = ClipLength::from_secs(settings.clip_seconds).context("bad --clip-seconds")?;
+    let keys = NodeKeys::load(&dir)?;
+    let peer_id = keys.identity.peer_id();
+    let vault_public = keys.vault.public();
+    let store = Store::open(
+        dir.root(),
+        keys.vault,
+        StoreConfig {
+            max_age: settings.max_age,
+            max_bytes: settings.max_bytes,
+        },
+    )
+    .context("cannot open the clip store")?;
+    if !store.recovery().is_clean() {
+        tracing::warn!(
+            "recovered the store after an unclean stop: {}",
+            store.recovery()
+        );
+    }
+    let store = Arc::new(store);
+    tracing::info!(%peer_id, data_dir = %dir.root().display(), "starting porchlight node");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let state = DaemonParts {
+        dir,
+        settings,
+        cameras,
+        clip_len,
+        peer_id: peer_id.to_string(),
+        vault_public_key: hex::encode(vault_public.as_bytes()),
+        store,
+    };
+    runtime.block_on(serve(state))
+}
+
+struct DaemonParts {
+    dir: DataDir,
+    settings: Settings,
+    cameras: Vec<capture::CameraSpec>,
+    clip_len: ClipLength,
+    peer_id: String,
+    vault_public_key: String,
+    store: Arc<Store>,
+}
+
+async fn serve(parts: DaemonParts) -> anyhow::Result<()> {
+    let DaemonParts {
+        dir,
+        settings,
+        cameras,
+        clip_len,
+        peer_id,
+        vault_public_key,
+        store,
+    } = parts;
+    let listener = TcpListener::bind(settings.api).await.with_context(|| {
+        format!(
+            "cannot listen on {}; is another program using it? choose another address with --api",
+            settings.api
+        )
+    })?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the API's address")?;
+
+    // A fresh admin token per start, readable by the owner only.
+    let mut token_bytes = Zeroizing::new([0u8; 32]);
+    OsRng.fill_bytes(token_bytes.as_mut());
+    let token = Zeroizing::new(hex::encode(token_bytes.as_ref()));
+    replace_secret(&dir.api_token(), token.as_bytes())?;
+    let endpoint = ApiEndpoint {
+        address,
+        pid: std::process::id(),
+    };
+    let endpoint_json = serde_json::to_vec_pretty(&endpoint).context("cannot encode api.json")?;
+    write_atomically(&dir.api_address(), &endpoint_json)?;
+
+    // Cameras deliver segments on a channel; one thread seals them into the store in order.
+    let (segments_tx, segments_rx) = mpsc::channel::<Segment>();
+    let options = CaptureOptions {
+        clip_length: clip_len,
+        ..CaptureOptions::default()
+    };
+    let supervisor =
+        CaptureSupervisor::start(cameras, options, segments_tx).context("cannot start capture")?;
+    let pump_store = store.clone();
+    let pump = std::thread::Builder::new()
+        .name("segment-pump".into())
+        .spawn(move || pump_segments(segments_rx, &pump_store))
+        .context("cannot start the segment pump")?;
+
+    let retention_store = store.clone();
+    let retention = tokio::spawn(async move {
+        let mut every = tokio::time::interval(RETENTION_EVERY);
+        loop {
+            every.tick().await;
+            let store = retention_store.clone();
+            let _ = tokio::task::spawn_blocking(move || apply_retention(&store)).await;
+        }
+    });
+
+    let camera_handle = supervisor.status_handle();
+    let cameras: CameraStates = Arc::new(move || {
+        camera_handle
+            .snapshot()
+            .into_iter()
+            .map(|camera| {
+                let (state, detail) = match camera.status {
+                    CameraStatus::Starting => ("starting", None),
+                    CameraStatus::Recording => ("recording", None),
+                    CameraStatus::Retrying {
+                        attempt,
+                        next_retry_at,
+                        last_error,
+                    } => (
+                        "retrying",
+                        Some(format!(
+                            "attempt {attempt} failed: {last_error}; next try at {}",
+                            rfc3339(next_retry_at)
+                        )),
+                    ),
+                    CameraStatus::Stopped => ("stopped", None),
+                };
+                CameraView {
+                    name: camera.name,
+                    source: camera.spec,
+                    state: state.to_owned(),
+                    detail,
+                    clips_recorded: camera.clips_delivered,
+                    last_clip_at: camera.last_clip_at.map(rfc3339),
+                }
+            })
+            .collect()
+    });
+    let api_state = Arc::new(ApiState {
+        name: settings.name.clone(),
+        peer_id,
+        vault_public_key,
+        api_address: address.to_string(),
+        started_at: clock::now()?,
+        token,
+        store: store.clone(),
+        cameras,
+    });
+    tracing::info!(api = %address, "local API listening");
+    let served = axum::serve(listener, router(api_state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the local API failed");
+
+    tracing::info!("stopping: finishing the clips in progress");
+    retention.abort();
+    let stopped = tokio::task::spawn_blocking(move || {
+        if let Err(err) = supervisor.stop() {
+            tracing::error!(error = %err, "a camera did not stop cleanly");
+        }
+        // The supervisor held the last sender: the pump drains what was delivered and ends.
+        pump.join()
+    })
+    .await;
+    let _ = std::fs::remove_file(dir.api_address());
+    let _ = std::fs::remove_file(dir.api_token());
+    match stopped {
+        Ok(Ok(())) => {}
+        _ => tracing::error!(
+            "the segment pump did not stop cleanly; the next start recovers the store"
+        ),
+    }
+    // Every clip was flushed when it was stored; dropping the store releases its lock.
+    drop(store);
+    served?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Seals every segment into the store, in order, until every camera has stopped.
+fn pump_segments(segments: mpsc::Receiver<Segment>, store: &Store) {
+    for segment in segments {
+        let needed = segment.mp4.len() as u64 + WRITE_MARGIN;
+        if store.available_space().is_ok_and(|free| free < needed) {
+            make_room(store, needed);
+        }
+        let mut result = store.add_segment(&segment);
+        if matches!(&result, Err(err) if err.is_disk_full()) {
+            make_room(store, needed);
+            result = store.add_segment(&segment);
+        }
+        match result {
+            // The store logs each stored clip; this is the pump's own trace.
+            Ok(record) => tracing::debug!(clip = %record.clip_id, "segment sealed"),
+            Err(err) => tracing::error!(
+                camera = %segment.camera,
+                error = %err,
+                "could not store a clip; it is lost (nothing partial was kept)"
+            ),
+        }
+    }
+}
+
+fn make_room(store: &Store, bytes: u64) {
+    let now = clock::now().unwrap_or(Timestamp::EPOCH);
+    match store.free_space_for(bytes, now) {
+        Ok(report) if report.satisfied => tracing::warn!(
+            deleted = report.deleted.len(),
+            "disk nearly full: deleted the oldest clips to make room"
+        ),
+        Ok(report) => tracing::error!(
+            free = report.available_after,
+            wanted = bytes,
+            "disk full and held clips take the space: new clips cannot be stored until space is freed"
+        ),
+        Err(err) => tracing::error!(error = %err, "disk full and making room failed"),
+    }
+}
+
+fn apply_retention(store: &Store) {
+    let Ok(now) = clock::now() else { return };
+    match store.apply_retention(now) {
+        Ok(report) if !report.deleted.is_empty() => tracing::info!(
+            deleted = report.deleted.len(),
+            freed = report.freed_bytes,
+            "retention deleted old clips"
+        ),
+        Ok(_) => {}
+        Err(err) => tracing::error!(error = %err, "retention failed; it runs again in a minute"),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot listen for SIGTERM; stop with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
