@@ -8,7 +8,6 @@
 //! one exact ciphertext; consent tokens list clip ids.
 
 use std::fmt;
-use std::str::FromStr;
 
 use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
@@ -174,28 +173,7 @@ impl ClipId {
     }
 }
 
-impl fmt::Display for ClipId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for ClipId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ClipId({self})")
-    }
-}
-
-impl FromStr for ClipId {
-    type Err = DecodeError;
-
-    fn from_str(text: &str) -> Result<ClipId, DecodeError> {
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(text, &mut out)
-            .map_err(|_| DecodeError::Malformed { what: "clip id" })?;
-        Ok(ClipId(out))
-    }
-}
+crate::codec::hex_id_text!(ClipId, 32, "clip id");
 
 /// A clip's 32-byte file key: random per clip, never stored unwrapped. Zeroized on drop;
 /// `Debug` never prints it.

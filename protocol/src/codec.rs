@@ -93,6 +93,37 @@ pub(crate) fn decode_prefix<T: Serialize + DeserializeOwned>(
     Ok((value, used))
 }
 
+/// The text form of a fixed-size id (`ClipId`, `RequestId`, `TokenId`): lowercase hex for
+/// `Display` and `FromStr`, `Name(hex)` for `Debug`. One definition, so every id reads and
+/// parses the same way in the CLI, the logs and the vectors.
+macro_rules! hex_id_text {
+    ($name:ident, $len:expr, $what:expr) => {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&hex::encode(self.0))
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}({self})", stringify!($name))
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $crate::error::DecodeError;
+
+            fn from_str(text: &str) -> Result<$name, $crate::error::DecodeError> {
+                let mut out = [0u8; $len];
+                hex::decode_to_slice(text, &mut out)
+                    .map_err(|_| $crate::error::DecodeError::Malformed { what: $what })?;
+                Ok($name(out))
+            }
+        }
+    };
+}
+pub(crate) use hex_id_text;
+
 /// Serde adapter for fixed-size byte arrays: a bare run of `N` bytes in the binary encoding
 /// (no length prefix), lowercase hex in human-readable formats such as the JSON test
 /// vectors. Serde's own array support stops at 32 elements and prints numbers.

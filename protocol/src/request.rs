@@ -6,8 +6,6 @@
 //! *verified* depends on the trust roots of the node that reads it
 //! ([`crate::credential::verify_credential_chain`]), so the request itself only carries it.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -15,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::agreement::AgreementPublic;
 use crate::codec;
 use crate::envelope::{ENVELOPE_OVERHEAD, Kind, Signed, SignedBody};
-use crate::error::{DecodeError, ValidationError};
+use crate::error::ValidationError;
 use crate::geo::CellId;
 use crate::identity::PeerId;
 use crate::time::{TimeWindow, Timestamp, duration_millis};
@@ -155,25 +153,4 @@ impl RequestId {
     }
 }
 
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RequestId({self})")
-    }
-}
-
-impl FromStr for RequestId {
-    type Err = DecodeError;
-
-    fn from_str(text: &str) -> Result<RequestId, DecodeError> {
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(text, &mut out)
-            .map_err(|_| DecodeError::Malformed { what: "request id" })?;
-        Ok(RequestId(out))
-    }
-}
+crate::codec::hex_id_text!(RequestId, 32, "request id");

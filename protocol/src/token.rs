@@ -8,16 +8,13 @@
 //! token's: a revoked token still verifies, and the node refuses it
 //! ([`crate::revocation`]).
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 use crate::agreement::AgreementPublic;
 use crate::clip::ClipId;
 use crate::codec;
 use crate::envelope::{Kind, SignedBody};
-use crate::error::{DecodeError, ValidationError};
+use crate::error::ValidationError;
 use crate::identity::PeerId;
 use crate::request::RequestId;
 use crate::time::Timestamp;
@@ -43,28 +40,7 @@ impl TokenId {
     }
 }
 
-impl fmt::Display for TokenId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for TokenId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TokenId({self})")
-    }
-}
-
-impl FromStr for TokenId {
-    type Err = DecodeError;
-
-    fn from_str(text: &str) -> Result<TokenId, DecodeError> {
-        let mut out = [0u8; 16];
-        hex::decode_to_slice(text, &mut out)
-            .map_err(|_| DecodeError::Malformed { what: "token id" })?;
-        Ok(TokenId(out))
-    }
-}
+crate::codec::hex_id_text!(TokenId, 16, "token id");
 
 /// The owner's signed permission for one grantee to fetch named clips for a while.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
