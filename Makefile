@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test deps lint vectors bench
+.PHONY: demo test deps lint vectors bench bench-import measure-node
 
 deps:
 	@./scripts/install-deps.sh
@@ -29,3 +29,11 @@ vectors:
 ## Clip seal/open over 64 MiB against raw ChaCha20-Poly1305, with ratios.
 bench:
 	$(CARGO) bench --locked -p porchlight-protocol --bench clip
+
+## Store import of 1 GiB against raw ChaCha20-Poly1305 and cp + sync, with ratios.
+bench-import:
+	$(CARGO) bench --locked -p porchlight-node --bench import
+
+## CPU and peak memory of a recording node and an idle node (5 minutes each).
+measure-node:
+	./scripts/measure-node.sh

@@ -106,6 +106,12 @@ async fn serve(parts: DaemonParts) -> anyhow::Result<()> {
     let address = listener
         .local_addr()
         .context("cannot read the API's address")?;
+    if !address.ip().is_loopback() {
+        tracing::warn!(
+            api = %address,
+            "the local API listens beyond this machine: its admin token and exported video cross the network unencrypted; prefer 127.0.0.1"
+        );
+    }
 
     // A fresh admin token per start, readable by the owner only.
     let mut token_bytes = Zeroizing::new([0u8; 32]);
