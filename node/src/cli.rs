@@ -14,6 +14,7 @@ use crate::api::views::{ClipView, IdView, ImportRequest, RebuildView, StatusView
 use crate::config::{Overrides, default_config_text};
 use crate::data_dir::DataDir;
 use crate::keys::{Created, NodeKeys};
+use crate::store::{Store, StoreConfig};
 
 /// Porchlight: a neighborhood camera mesh where footage leaves a home only with its
 /// owner's explicit, time-limited consent.
@@ -206,6 +207,13 @@ fn init(dir: DataDir, name: Option<String>) -> anyhow::Result<()> {
             .with_context(|| format!("cannot restrict data dir {}", dir.root().display()))?;
     }
     let (keys, created) = NodeKeys::create(&dir)?;
+    // Opening the store creates it (index, clips dir, the vault check); closing it at once
+    // releases its lock for `porchlight node`.
+    let peer_id = keys.identity.peer_id();
+    drop(
+        Store::open(dir.root(), keys.vault, StoreConfig::default())
+            .context("cannot create the clip store; is a porchlight node already running here?")?,
+    );
     let config = dir.config();
     let wrote_config = if config.exists() {
         false
@@ -222,7 +230,7 @@ fn init(dir: DataDir, name: Option<String>) -> anyhow::Result<()> {
             dir.root().display()
         ),
     }
-    println!("peer id  {}", keys.identity.peer_id());
+    println!("peer id  {peer_id}");
     if wrote_config {
         println!("config   {}", config.display());
     }

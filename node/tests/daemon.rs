@@ -304,6 +304,10 @@ fn init_twice_keeps_the_keys_and_says_so() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("home");
     init(&data);
+    assert!(
+        data.join("index").is_dir() && data.join("clips").is_dir(),
+        "init creates the store"
+    );
     let key = std::fs::read(data.join("identity.key")).expect("key");
     let again = run(porchlight(&data).arg("init"));
     assert!(again.status.success());
