@@ -1,0 +1,62 @@
+//! What the shell feeds the node: frames from peers, catalog changes, owner and requester
+//! commands, and timer expiries.
+//!
+//! Each variant is an event that already happened or a command the caller decided on; none
+//! carries a time (the time is `handle`'s own argument) and none is a socket, a file or a
+//! libp2p type. Peers are protocol [`PeerId`]s, authenticated by the shell's transport.
+
+use std::time::Duration;
+
+use porchlight_protocol::{
+    ClipId, PeerId, RequestId, RequestTarget, TimeWindow, Timestamp, TokenId,
+};
+
+/// One event or command for [`crate::Node::handle`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A signed envelope (request, decision or revocation) from `from`, the peer the
+    /// transport authenticated. Any bytes are accepted: bad ones become
+    /// [`crate::Output::PeerMisbehaved`].
+    FrameReceived { from: PeerId, bytes: Vec<u8> },
+    /// A clip was sealed and stored: it can now match requests.
+    ClipAdded {
+        clip_id: ClipId,
+        camera: String,
+        start: Timestamp,
+        end: Timestamp,
+    },
+    /// A clip was deleted (retention, owner): it no longer matches and is no longer served.
+    ClipRemoved { clip_id: ClipId },
+    /// The owner grants a pending request. `clips: None` grants every matching clip;
+    /// `duration` is capped at 30 days.
+    Approve {
+        request_id: RequestId,
+        duration: Duration,
+        clips: Option<Vec<ClipId>>,
+        retain: bool,
+    },
+    /// The owner denies a pending request. Silent (nothing is sent) unless `message` is given.
+    Deny {
+        request_id: RequestId,
+        message: Option<String>,
+    },
+    /// The owner revokes a token this node issued.
+    Revoke { token_id: TokenId },
+    /// `from` asks for `clip_id` under the token in `token_bytes` (a signed token envelope).
+    FetchAsked {
+        from: PeerId,
+        token_bytes: Vec<u8>,
+        clip_id: ClipId,
+    },
+    /// The requester side asks for footage: the node signs the request with a fresh reply
+    /// key and sends it to one peer or publishes it to the cells.
+    SendRequest {
+        target: RequestTarget,
+        window: TimeWindow,
+        reason: String,
+        case_number: Option<String>,
+        access: Duration,
+    },
+    /// The time from [`crate::Node::poll_timeout`] has come.
+    Timeout,
+}

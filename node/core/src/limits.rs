@@ -1,0 +1,234 @@
+//! Admission control for incoming requests: token-bucket rate limits (per peer and global)
+//! and the replay cache.
+//!
+//! Both are checked before the owner sees anything, and both are bounded: a per-peer bucket
+//! that has refilled is indistinguishable from a new one and is dropped on the next timeout,
+//! and a replay entry lives only as long as its request could still pass the freshness
+//! check, so the cache holds at most what the global limit lets in over that span.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use porchlight_protocol::validate::MAX_CLOCK_SKEW;
+use porchlight_protocol::{PeerId, Timestamp};
+
+use crate::config::{BucketConfig, RateLimits};
+
+/// A token bucket in whole tokens, refilled lazily from the time elapsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Bucket {
+    available: u32,
+    /// The time up to which refills have been counted.
+    refilled_to: Timestamp,
+}
+
+impl Bucket {
+    fn full(config: BucketConfig, now: Timestamp) -> Bucket {
+        Bucket {
+            available: config.burst,
+            refilled_to: now,
+        }
+    }
+
+    fn refill(&mut self, config: BucketConfig, now: Timestamp) {
+        let every = config.refill_every.as_millis().max(1);
+        let elapsed = now.duration_since(self.refilled_to).as_millis();
+        let earned = elapsed / every;
+        if self.available >= config.burst || earned == 0 {
+            if self.available >= config.burst {
+                self.refilled_to = now;
+            }
+            return;
+        }
+        let earned_u32 = u32::try_from(earned).unwrap_or(u32::MAX);
+        self.available = self.available.saturating_add(earned_u32).min(config.burst);
+        if self.available >= config.burst {
+            self.refilled_to = now;
+        } else {
+            let used = u64::try_from(earned * every).unwrap_or(u64::MAX);
+            self.refilled_to = self.refilled_to.saturating_add(Duration::from_millis(used));
+        }
+    }
+
+    fn is_full(&self, config: BucketConfig, now: Timestamp) -> bool {
+        let mut probe = self.clone();
+        probe.refill(config, now);
+        probe.available >= config.burst
+    }
+
+    fn try_take(&mut self, config: BucketConfig, now: Timestamp) -> bool {
+        self.refill(config, now);
+        if self.available == 0 {
+            return false;
+        }
+        self.available -= 1;
+        true
+    }
+}
+
+/// Why admission refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The sending peer is over its own limit (the peer's doing).
+    PeerLimit,
+    /// The node is over its global limit (not necessarily this peer's doing).
+    GlobalLimit,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RateLimiter {
+    config: RateLimits,
+    global: Bucket,
+    peers: BTreeMap<PeerId, Bucket>,
+}
+
+impl RateLimiter {
+    pub(crate) fn new(config: RateLimits, now: Timestamp) -> RateLimiter {
+        RateLimiter {
+            config,
+            global: Bucket::full(config.global, now),
+            peers: BTreeMap::new(),
+        }
+    }
+
+    /// Takes one token from `peer`'s bucket and then the global one. A peer over its own
+    /// limit does not drain the global bucket.
+    pub(crate) fn admit(&mut self, peer: PeerId, now: Timestamp) -> Result<(), Refused> {
+        let per_peer = self.config.per_peer;
+        let bucket = self
+            .peers
+            .entry(peer)
+            .or_insert_with(|| Bucket::full(per_peer, now));
+        if !bucket.try_take(per_peer, now) {
+            return Err(Refused::PeerLimit);
+        }
+        if !self.global.try_take(self.config.global, now) {
+            return Err(Refused::GlobalLimit);
+        }
+        Ok(())
+    }
+
+    /// Forgets buckets that have refilled completely.
+    pub(crate) fn prune(&mut self, now: Timestamp) {
+        let per_peer = self.config.per_peer;
+        self.peers
+            .retain(|_, bucket| !bucket.is_full(per_peer, now));
+    }
+}
+
+/// (requester, nonce) pairs seen recently, each kept until its request can no longer pass
+/// the freshness check.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct ReplayCache {
+    seen: BTreeSet<(PeerId, [u8; 16])>,
+    /// (forget at, requester, nonce), ordered by time for pruning.
+    expiry: BTreeSet<(Timestamp, PeerId, [u8; 16])>,
+}
+
+impl ReplayCache {
+    /// How long past `issued_at` an entry is kept: the request passes freshness up to
+    /// `issued_at + skew`; one more skew covers a node whose clock was clamped.
+    pub(crate) const KEEP_FOR: Duration = MAX_CLOCK_SKEW.saturating_mul(2);
+
+    /// Records the pair; `false` if it was already there (a replay).
+    pub(crate) fn insert(
+        &mut self,
+        requester: PeerId,
+        nonce: [u8; 16],
+        issued_at: Timestamp,
+    ) -> bool {
+        if !self.seen.insert((requester, nonce)) {
+            return false;
+        }
+        self.expiry
+            .insert((issued_at.saturating_add(Self::KEEP_FOR), requester, nonce));
+        true
+    }
+
+    pub(crate) fn prune(&mut self, now: Timestamp) {
+        while let Some(&(at, requester, nonce)) = self.expiry.first() {
+            if at > now {
+                break;
+            }
+            self.expiry.pop_first();
+            self.seen.remove(&(requester, nonce));
+        }
+    }
+
+    pub(crate) fn next_expiry(&self) -> Option<Timestamp> {
+        self.expiry.first().map(|&(at, _, _)| at)
+    }
+
+    pub(crate) fn entries(&self) -> usize {
+        self.seen.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(ms: u64) -> Timestamp {
+        Timestamp::from_unix_millis(ms)
+    }
+
+    const TEN_A_MINUTE: BucketConfig = BucketConfig {
+        burst: 10,
+        refill_every: Duration::from_secs(6),
+    };
+
+    #[test]
+    fn bucket_allows_a_burst_then_refills_one_per_interval() {
+        let mut bucket = Bucket::full(TEN_A_MINUTE, t(0));
+        for _ in 0..10 {
+            assert!(bucket.try_take(TEN_A_MINUTE, t(0)));
+        }
+        assert!(!bucket.try_take(TEN_A_MINUTE, t(5_999)));
+        assert!(bucket.try_take(TEN_A_MINUTE, t(6_000)));
+        assert!(!bucket.try_take(TEN_A_MINUTE, t(6_000)));
+        // Refill credit is not lost between intervals.
+        assert!(!bucket.try_take(TEN_A_MINUTE, t(11_999)));
+        assert!(bucket.try_take(TEN_A_MINUTE, t(12_000)));
+        assert!(bucket.is_full(TEN_A_MINUTE, t(12_000 + 60_000)));
+    }
+
+    #[test]
+    fn a_peer_over_its_limit_does_not_drain_the_global_bucket() {
+        let limits = RateLimits {
+            per_peer: BucketConfig {
+                burst: 1,
+                refill_every: Duration::from_secs(60),
+            },
+            global: BucketConfig {
+                burst: 2,
+                refill_every: Duration::from_secs(60),
+            },
+        };
+        let mut limiter = RateLimiter::new(limits, t(0));
+        let (a, b, c) = (
+            PeerId::from_public_key_bytes([1; 32]),
+            PeerId::from_public_key_bytes([2; 32]),
+            PeerId::from_public_key_bytes([3; 32]),
+        );
+        assert_eq!(limiter.admit(a, t(0)), Ok(()));
+        assert_eq!(limiter.admit(a, t(0)), Err(Refused::PeerLimit));
+        assert_eq!(limiter.admit(b, t(0)), Ok(()));
+        assert_eq!(limiter.admit(c, t(0)), Err(Refused::GlobalLimit));
+        limiter.prune(t(60_000));
+        assert!(limiter.peers.is_empty());
+    }
+
+    #[test]
+    fn replay_cache_forgets_after_the_window() {
+        let mut cache = ReplayCache::default();
+        let peer = PeerId::from_public_key_bytes([1; 32]);
+        assert!(cache.insert(peer, [9; 16], t(1_000)));
+        assert!(!cache.insert(peer, [9; 16], t(1_000)));
+        assert_eq!(cache.next_expiry(), Some(t(121_000)));
+        cache.prune(t(120_999));
+        assert_eq!(cache.entries(), 1);
+        cache.prune(t(121_000));
+        assert_eq!(cache.entries(), 0);
+        assert_eq!(cache.next_expiry(), None);
+    }
+}

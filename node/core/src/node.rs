@@ -1,0 +1,322 @@
+//! [`Node`]: the state machine itself, its clock, its RNG and its output queue.
+//!
+//! This module owns the shape of the API (`new`, `handle`, `poll`, `poll_timeout`) and the
+//! shared plumbing (time clamping, misbehavior counting, audit appends). The consent logic
+//! lives in [`crate::owner`] (answering requests, fetches, revocations) and
+//! [`crate::requester`] (asking, receiving grants), as further `impl Node` blocks.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use porchlight_protocol::envelope::peek_kind;
+use porchlight_protocol::validate::MAX_CLOCK_SKEW;
+use porchlight_protocol::{
+    AgreementSecret, Kind, PeerId, RequestId, SigningIdentity, Timestamp, TokenId,
+};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use crate::audit::{AuditEvent, AuditHead};
+use crate::catalog::Catalog;
+use crate::config::NodeConfig;
+use crate::error::{CoreError, Misbehavior, MisbehaviorCause};
+use crate::input::Input;
+use crate::limits::{RateLimiter, ReplayCache};
+use crate::output::{Output, RequestSummary};
+
+/// A request waiting for the owner's decision.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) summary: RequestSummary,
+    pub(crate) reply_key: porchlight_protocol::AgreementPublic,
+}
+
+/// A token this node issued, remembered so fetches can be checked against revocation.
+#[derive(Debug)]
+pub(crate) struct Issued {
+    pub(crate) grantee: PeerId,
+    pub(crate) not_after: Timestamp,
+    pub(crate) revoked: bool,
+}
+
+impl Issued {
+    /// The first time at which the token can no longer verify (past `not_after` plus the
+    /// clock skew), so forgetting it cannot turn a refusal into a success.
+    pub(crate) fn forget_at(&self) -> Timestamp {
+        self.not_after
+            .saturating_add(MAX_CLOCK_SKEW)
+            .saturating_add(Duration::from_millis(1))
+    }
+}
+
+/// A request this node sent, with the secret half of its reply key.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) reply_secret: AgreementSecret,
+    /// The one peer asked, or `None` for an area request.
+    pub(crate) target: Option<PeerId>,
+}
+
+/// A grant this node received and may fetch under.
+#[derive(Debug)]
+pub(crate) struct Received {
+    pub(crate) owner: PeerId,
+    pub(crate) not_after: Timestamp,
+    pub(crate) retain: bool,
+}
+
+/// The sans-IO Porchlight node: owner and requester side of the consent flow.
+///
+/// # Drain rule
+///
+/// After **every** call to [`Node::handle`] (even one that returned an error), call
+/// [`Node::poll`] until it returns `None`, carrying out each [`Output`] in order; then read
+/// [`Node::poll_timeout`] and arrange to call `handle(now, Input::Timeout)` once that time
+/// has come. Outputs queue up until polled, so a shell under backpressure may pause polling,
+/// but it must not feed more input than it can drain.
+///
+/// # Time
+///
+/// `now` is wall-clock time from the shell (or the simulator). Time never goes backwards
+/// inside the node: a `now` earlier than the latest one seen is clamped to it.
+///
+/// # Errors
+///
+/// `handle` returns `Err(CoreError)` only for a caller's mistake in a command (approving an
+/// unknown request, revoking an unknown token, a request the protocol would refuse), and
+/// then changes nothing. Network input (`FrameReceived`, `FetchAsked`) always returns
+/// `Ok(())`; what was wrong with it comes out as [`Output::PeerMisbehaved`],
+/// [`Output::RejectFetch`] or silence.
+#[derive(Debug)]
+pub struct Node {
+    pub(crate) config: NodeConfig,
+    pub(crate) identity: SigningIdentity,
+    pub(crate) me: PeerId,
+    pub(crate) rng: ChaCha20Rng,
+    pub(crate) now: Timestamp,
+    pub(crate) outputs: VecDeque<Output>,
+    pub(crate) audit: AuditHead,
+    pub(crate) catalog: Catalog,
+    pub(crate) limiter: RateLimiter,
+    pub(crate) replay: ReplayCache,
+    pub(crate) pending: BTreeMap<RequestId, Pending>,
+    pub(crate) issued: BTreeMap<TokenId, Issued>,
+    pub(crate) outgoing: BTreeMap<RequestId, Outgoing>,
+    pub(crate) received: BTreeMap<TokenId, Received>,
+    pub(crate) misbehavior: BTreeMap<(PeerId, MisbehaviorCause), u64>,
+    pub(crate) global_limit_drops: u64,
+}
+
+impl Node {
+    /// A node with no clips, no requests and no tokens. `seed` drives every random choice
+    /// (token ids, nonces, reply keys): the shell passes 32 bytes from the OS RNG, the
+    /// simulator a seed derived from its run seed.
+    pub fn new(
+        config: NodeConfig,
+        identity: SigningIdentity,
+        seed: [u8; 32],
+        now: Timestamp,
+    ) -> Node {
+        let limiter = RateLimiter::new(config.limits, now);
+        Node {
+            me: identity.peer_id(),
+            config,
+            identity,
+            rng: ChaCha20Rng::from_seed(seed),
+            now,
+            outputs: VecDeque::new(),
+            audit: AuditHead::new(),
+            catalog: Catalog::default(),
+            limiter,
+            replay: ReplayCache::default(),
+            pending: BTreeMap::new(),
+            issued: BTreeMap::new(),
+            outgoing: BTreeMap::new(),
+            received: BTreeMap::new(),
+            misbehavior: BTreeMap::new(),
+            global_limit_drops: 0,
+        }
+    }
+
+    /// Feeds one event or command at time `now` (clamped so time never goes backwards).
+    /// Then drain [`Node::poll`] (see the drain rule above).
+    pub fn handle(&mut self, now: Timestamp, input: Input) -> Result<(), CoreError> {
+        self.now = self.now.max(now);
+        match input {
+            Input::FrameReceived { from, bytes } => {
+                self.on_frame(from, &bytes);
+                Ok(())
+            }
+            Input::ClipAdded {
+                clip_id,
+                camera,
+                start,
+                end,
+            } => {
+                self.catalog.add(clip_id, camera, start, end);
+                Ok(())
+            }
+            Input::ClipRemoved { clip_id } => {
+                self.catalog.remove(&clip_id);
+                Ok(())
+            }
+            Input::Approve {
+                request_id,
+                duration,
+                clips,
+                retain,
+            } => self.approve(request_id, duration, clips, retain),
+            Input::Deny {
+                request_id,
+                message,
+            } => self.deny(request_id, message),
+            Input::Revoke { token_id } => self.revoke(token_id),
+            Input::FetchAsked {
+                from,
+                token_bytes,
+                clip_id,
+            } => {
+                self.on_fetch(from, &token_bytes, clip_id);
+                Ok(())
+            }
+            Input::SendRequest {
+                target,
+                window,
+                reason,
+                case_number,
+                access,
+            } => self.send_request(target, window, reason, case_number, access),
+            Input::Timeout => {
+                self.on_timeout();
+                Ok(())
+            }
+        }
+    }
+
+    /// The next output, or `None` when drained.
+    pub fn poll(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Every queued output, in order: [`Node::poll`] until `None`. For tests and simple shells.
+    pub fn drain(&mut self) -> Vec<Output> {
+        self.outputs.drain(..).collect()
+    }
+
+    /// When to call `handle(_, Input::Timeout)` next, or `None` if no timer is armed.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let grant_expiry = self.received.values().map(|grant| grant.not_after).min();
+        let issued_expiry = self.issued.values().map(Issued::forget_at).min();
+        [self.replay.next_expiry(), grant_expiry, issued_expiry]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.me
+    }
+
+    /// The latest time the node has seen.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// How many times `peer` misbehaved with this cause (the first was emitted as an output).
+    pub fn misbehavior_count(&self, peer: &PeerId, cause: MisbehaviorCause) -> u64 {
+        self.misbehavior.get(&(*peer, cause)).copied().unwrap_or(0)
+    }
+
+    /// (requester, nonce) pairs held by the replay cache.
+    pub fn replay_entries(&self) -> usize {
+        self.replay.entries()
+    }
+
+    /// Requests dropped because the global rate limit was exhausted.
+    pub fn global_limit_drops(&self) -> u64 {
+        self.global_limit_drops
+    }
+
+    /// Requests waiting for the owner, oldest id first.
+    pub fn pending_requests(&self) -> impl Iterator<Item = (&RequestId, &RequestSummary)> {
+        self.pending
+            .iter()
+            .map(|(id, pending)| (id, &pending.summary))
+    }
+
+    /// The reply secret of a request this node sent: the key its grants' file keys are
+    /// wrapped to.
+    pub fn reply_secret(&self, request_id: &RequestId) -> Option<&AgreementSecret> {
+        self.outgoing.get(request_id).map(|out| &out.reply_secret)
+    }
+
+    /// Whether this node issued `token_id` and has since revoked it.
+    pub fn is_revoked(&self, token_id: &TokenId) -> bool {
+        self.issued
+            .get(token_id)
+            .is_some_and(|issued| issued.revoked)
+    }
+
+    pub(crate) fn emit(&mut self, output: Output) {
+        self.outputs.push_back(output);
+    }
+
+    pub(crate) fn record(&mut self, event: AuditEvent) {
+        let entry = self.audit.append(self.now, event);
+        self.emit(Output::Audit(entry));
+    }
+
+    /// Counts a misbehavior and emits it the first time for this peer and cause.
+    pub(crate) fn misbehaved(&mut self, peer: PeerId, reason: Misbehavior) {
+        let count = self.misbehavior.entry((peer, reason.cause())).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            self.emit(Output::PeerMisbehaved { peer, reason });
+        }
+    }
+
+    pub(crate) fn random_bytes<const N: usize>(&mut self) -> [u8; N] {
+        let mut bytes = [0u8; N];
+        self.rng.fill_bytes(&mut bytes);
+        bytes
+    }
+
+    fn on_frame(&mut self, from: PeerId, bytes: &[u8]) {
+        match peek_kind(bytes) {
+            Ok(Kind::Request) => self.on_request(from, bytes),
+            Ok(Kind::Decision) => self.on_decision(from, bytes),
+            Ok(Kind::Revocation) => self.on_revocation(from, bytes),
+            Ok(kind @ (Kind::ConsentToken | Kind::AuthorityCredential)) => {
+                self.misbehaved(from, Misbehavior::UnexpectedKind(kind));
+            }
+            Err(error) => self.misbehaved(
+                from,
+                Misbehavior::Invalid {
+                    kind: None,
+                    error: error.into(),
+                },
+            ),
+        }
+    }
+
+    fn on_timeout(&mut self) {
+        let now = self.now;
+        self.replay.prune(now);
+        self.limiter.prune(now);
+        self.expire_issued(now);
+        self.expire_received(now);
+    }
+}
+
+/// Ids of map entries whose time has passed, collected first so the map can be edited.
+pub(crate) fn due<K: Copy + Ord, V>(
+    map: &BTreeMap<K, V>,
+    now: Timestamp,
+    at: impl Fn(&V) -> Timestamp,
+) -> BTreeSet<K> {
+    map.iter()
+        .filter(|(_, value)| at(value) <= now)
+        .map(|(key, _)| *key)
+        .collect()
+}

@@ -1,0 +1,448 @@
+//! The owner side: admitting and triaging requests, the owner's decisions, fetch checks and
+//! revocation.
+//!
+//! The order of checks on a request is the point of this module. Cheap admission first
+//! (rate limits, keyed by the authenticated sender, before any signature work), then the
+//! protocol's full verification at `now`, then the replay cache, addressing, blocking, the
+//! credential chain, the clip match and the standing rules. Only a request that survives all
+//! of them reaches the owner's prompt. Denials and non-matches are silent: the requester
+//! learns nothing about homes that do not grant.
+
+use std::time::Duration;
+
+use porchlight_protocol::validate::MAX_TOKEN_LIFETIME;
+use porchlight_protocol::{
+    AgreementPublic, ClipId, ConsentToken, DecisionOutcome, FootageRequest, Kind, OwnerDecision,
+    PeerId, ProtocolError, RejectCode, RequestId, RequestTarget, Revocation, Signed, TimeWindow,
+    Timestamp, TokenId, verify_credential_chain,
+};
+
+use crate::audit::{AuditEvent, RequestOutcome};
+use crate::error::{CoreError, Misbehavior};
+use crate::limits::Refused;
+use crate::node::{Issued, Node, Pending, due};
+use crate::output::{Output, RequestSummary, Requester};
+
+/// What a grant is built from.
+struct GrantTerms {
+    request_id: RequestId,
+    grantee: PeerId,
+    grantee_key: AgreementPublic,
+    clips: Vec<ClipId>,
+    duration: Duration,
+    retain: bool,
+    by_rule: bool,
+}
+
+impl Node {
+    pub(crate) fn on_request(&mut self, from: PeerId, bytes: &[u8]) {
+        let now = self.now;
+        match self.limiter.admit(from, now) {
+            Ok(()) => {}
+            Err(Refused::PeerLimit) => return self.misbehaved(from, Misbehavior::RateLimited),
+            Err(Refused::GlobalLimit) => {
+                self.global_limit_drops += 1;
+                return;
+            }
+        }
+        let signed = match Signed::<FootageRequest>::verify(bytes, now) {
+            Ok(signed) => signed,
+            Err(error) => {
+                return self.misbehaved(
+                    from,
+                    Misbehavior::Invalid {
+                        kind: Some(Kind::Request),
+                        error,
+                    },
+                );
+            }
+        };
+        let request_id = RequestId::of(&signed);
+        let request = signed.into_body();
+        if request.requester != from {
+            return self.misbehaved(
+                from,
+                Misbehavior::SignerMismatch {
+                    kind: Kind::Request,
+                },
+            );
+        }
+        if !self
+            .replay
+            .insert(request.requester, request.nonce, request.issued_at)
+        {
+            return self.misbehaved(from, Misbehavior::Replay(request_id));
+        }
+        let addressed_here = match &request.target {
+            RequestTarget::Peer(peer) => *peer == self.me,
+            RequestTarget::Area(cells) => cells.iter().any(|cell| self.config.cells.contains(cell)),
+        };
+        if !addressed_here {
+            return;
+        }
+        let received = |verified, outcome| AuditEvent::RequestReceived {
+            request_id,
+            requester: request.requester,
+            verified,
+            outcome,
+        };
+        if self.config.rules.blocked.contains(&request.requester) {
+            return self.record(received(false, RequestOutcome::Blocked));
+        }
+        let requester = if request.credential_chain.is_empty() {
+            Requester::Unverified {
+                presented_credentials: false,
+            }
+        } else {
+            match verify_credential_chain(
+                &request.credential_chain,
+                &request.requester,
+                &self.config.trust_roots,
+                now,
+            ) {
+                Ok(authority) => Requester::Verified(authority),
+                Err(_) => Requester::Unverified {
+                    presented_credentials: true,
+                },
+            }
+        };
+        let verified = matches!(requester, Requester::Verified(_));
+        let matching_clips = self.catalog.overlapping(&request.window);
+        if matching_clips.is_empty() {
+            return self.record(received(verified, RequestOutcome::NoMatchingClips));
+        }
+        let rules = &self.config.rules;
+        if rules.deny_unverified && !verified {
+            return self.record(received(verified, RequestOutcome::DeniedUnverified));
+        }
+        if rules.deny_without_case_number && request.case_number.is_none() {
+            return self.record(received(verified, RequestOutcome::DeniedNoCaseNumber));
+        }
+        let summary = RequestSummary {
+            requester_peer: request.requester,
+            requester,
+            reason: request.reason.clone(),
+            case_number: request.case_number.clone(),
+            window: request.window,
+            access: request.access(),
+            matching_clips,
+            area: matches!(request.target, RequestTarget::Area(_)),
+            received_at: now,
+        };
+        if self.try_pre_authorized(request_id, &request, &summary) {
+            return;
+        }
+        self.record(received(verified, RequestOutcome::Prompted));
+        self.pending.insert(
+            request_id,
+            Pending {
+                summary: summary.clone(),
+                reply_key: request.reply_key,
+            },
+        );
+        self.emit(Output::PromptOwner {
+            request_id,
+            summary,
+        });
+    }
+
+    /// Grants under the first pre-authorization for the verified requester's role that
+    /// covers some matching clip; `false` if none applies (the owner is prompted instead).
+    fn try_pre_authorized(
+        &mut self,
+        request_id: RequestId,
+        request: &FootageRequest,
+        summary: &RequestSummary,
+    ) -> bool {
+        let Requester::Verified(authority) = &summary.requester else {
+            return false;
+        };
+        let now = self.now;
+        let Some(rule) = self
+            .config
+            .rules
+            .pre_authorizations
+            .iter()
+            .find(|rule| rule.role == authority.role)
+            .copied()
+        else {
+            return false;
+        };
+        let lookback = TimeWindow {
+            from: now.saturating_sub(rule.max_lookback),
+            to: now,
+        };
+        let clips: Vec<ClipId> = summary
+            .matching_clips
+            .iter()
+            .filter(|clip| {
+                TimeWindow {
+                    from: clip.start,
+                    to: clip.end,
+                }
+                .overlaps(&lookback)
+            })
+            .map(|clip| clip.clip_id)
+            .collect();
+        if clips.is_empty() {
+            return false;
+        }
+        self.record(AuditEvent::RequestReceived {
+            request_id,
+            requester: request.requester,
+            verified: true,
+            outcome: RequestOutcome::PreAuthorized,
+        });
+        let terms = GrantTerms {
+            request_id,
+            grantee: request.requester,
+            grantee_key: request.reply_key,
+            clips,
+            duration: rule.grant_for,
+            retain: false,
+            by_rule: true,
+        };
+        match self.issue_grant(terms) {
+            Ok(token_id) => {
+                self.emit(Output::NotifyOwner {
+                    request_id,
+                    summary: summary.clone(),
+                    token_id,
+                });
+                true
+            }
+            // Too many clips for one token, for instance: let the owner choose.
+            Err(_) => false,
+        }
+    }
+
+    /// Signs a token and its grant, sends it, and records it. Changes nothing on error.
+    fn issue_grant(&mut self, terms: GrantTerms) -> Result<TokenId, CoreError> {
+        let now = self.now;
+        let token_id = TokenId::from_bytes(self.random_bytes());
+        let not_after = now.saturating_add(terms.duration.min(MAX_TOKEN_LIFETIME));
+        let token = ConsentToken {
+            token_id,
+            request_id: terms.request_id,
+            owner: self.me,
+            grantee: terms.grantee,
+            grantee_key: terms.grantee_key,
+            clips: terms.clips.clone(),
+            not_before: now,
+            not_after,
+            retain: terms.retain,
+        };
+        let token = Signed::sign(token, &self.identity).map_err(refused("consent token"))?;
+        let decision = OwnerDecision {
+            owner: self.me,
+            request_id: terms.request_id,
+            decided_at: now,
+            outcome: DecisionOutcome::Grant {
+                token: token.to_bytes(),
+            },
+        };
+        let decision = Signed::sign(decision, &self.identity).map_err(refused("grant"))?;
+        self.issued.insert(
+            token_id,
+            Issued {
+                grantee: terms.grantee,
+                not_after,
+                revoked: false,
+            },
+        );
+        self.emit(Output::Send {
+            to: terms.grantee,
+            bytes: decision.to_bytes(),
+        });
+        self.emit(Output::TokenIssued {
+            token_id,
+            request_id: terms.request_id,
+            grantee: terms.grantee,
+            not_after,
+        });
+        self.record(AuditEvent::Granted {
+            request_id: terms.request_id,
+            token_id,
+            grantee: terms.grantee,
+            clips: terms.clips,
+            not_after,
+            retain: terms.retain,
+            by_rule: terms.by_rule,
+        });
+        Ok(token_id)
+    }
+
+    pub(crate) fn approve(
+        &mut self,
+        request_id: RequestId,
+        duration: Duration,
+        clips: Option<Vec<ClipId>>,
+        retain: bool,
+    ) -> Result<(), CoreError> {
+        let pending = self
+            .pending
+            .get(&request_id)
+            .ok_or(CoreError::UnknownRequest(request_id))?;
+        if duration.is_zero() {
+            return Err(CoreError::ZeroDuration);
+        }
+        let offered = |clip: &ClipId| {
+            pending
+                .summary
+                .matching_clips
+                .iter()
+                .any(|offered| offered.clip_id == *clip)
+        };
+        let chosen: Vec<ClipId> = match clips {
+            Some(chosen) => {
+                if let Some(clip) = chosen
+                    .iter()
+                    .find(|clip| !offered(clip) || !self.catalog.contains(clip))
+                {
+                    return Err(CoreError::ClipNotOffered {
+                        request: request_id,
+                        clip: *clip,
+                    });
+                }
+                chosen
+            }
+            None => pending
+                .summary
+                .matching_clips
+                .iter()
+                .map(|clip| clip.clip_id)
+                .filter(|clip| self.catalog.contains(clip))
+                .collect(),
+        };
+        if chosen.is_empty() {
+            return Err(CoreError::NoClips);
+        }
+        let terms = GrantTerms {
+            request_id,
+            grantee: pending.summary.requester_peer,
+            grantee_key: pending.reply_key,
+            clips: chosen,
+            duration,
+            retain,
+            by_rule: false,
+        };
+        self.issue_grant(terms)?;
+        self.pending.remove(&request_id);
+        Ok(())
+    }
+
+    /// Denies a pending request. Silent by default: the requester is sent a signed deny only
+    /// when the owner wrote a message.
+    pub(crate) fn deny(
+        &mut self,
+        request_id: RequestId,
+        message: Option<String>,
+    ) -> Result<(), CoreError> {
+        let pending = self
+            .pending
+            .get(&request_id)
+            .ok_or(CoreError::UnknownRequest(request_id))?;
+        let requester = pending.summary.requester_peer;
+        let message_sent = message.is_some();
+        if message_sent {
+            let decision = OwnerDecision {
+                owner: self.me,
+                request_id,
+                decided_at: self.now,
+                outcome: DecisionOutcome::Deny { message },
+            };
+            let decision = Signed::sign(decision, &self.identity).map_err(refused("deny"))?;
+            self.emit(Output::Send {
+                to: requester,
+                bytes: decision.to_bytes(),
+            });
+        }
+        self.pending.remove(&request_id);
+        self.record(AuditEvent::Denied {
+            request_id,
+            message_sent,
+        });
+        Ok(())
+    }
+
+    /// Refuses every further fetch under `token_id` at once and tells the grantee.
+    pub(crate) fn revoke(&mut self, token_id: TokenId) -> Result<(), CoreError> {
+        let issued = self
+            .issued
+            .get(&token_id)
+            .ok_or(CoreError::UnknownToken(token_id))?;
+        if issued.revoked {
+            return Err(CoreError::AlreadyRevoked(token_id));
+        }
+        let grantee = issued.grantee;
+        let revocation = Revocation {
+            owner: self.me,
+            token_id,
+            revoked_at: self.now,
+            reason: None,
+        };
+        let revocation = Signed::sign(revocation, &self.identity).map_err(refused("revocation"))?;
+        if let Some(issued) = self.issued.get_mut(&token_id) {
+            issued.revoked = true;
+        }
+        self.emit(Output::Send {
+            to: grantee,
+            bytes: revocation.to_bytes(),
+        });
+        self.record(AuditEvent::Revoked { token_id, grantee });
+        Ok(())
+    }
+
+    /// Checks a fetch: token verifies now, issued here, not revoked, presented by its grantee,
+    /// names the clip, and the clip is still stored. Every refusal gets the protocol's coarse
+    /// code; the ones after verification all read `Invalid`, so a prober learns nothing about
+    /// which check failed or whether the clip exists.
+    pub(crate) fn on_fetch(&mut self, from: PeerId, token_bytes: &[u8], clip_id: ClipId) {
+        let token = match Signed::<ConsentToken>::verify(token_bytes, self.now) {
+            Ok(token) => token.into_body(),
+            Err(error) => {
+                let code = error.reject_code();
+                if matches!(error, ProtocolError::Decode(_) | ProtocolError::Crypto(_)) {
+                    self.misbehaved(from, Misbehavior::BadToken(error));
+                }
+                return self.reject_fetch(from, code);
+            }
+        };
+        let live = token.owner == self.me
+            && self
+                .issued
+                .get(&token.token_id)
+                .is_some_and(|issued| !issued.revoked);
+        if !live || token.check_fetch(&from, &clip_id).is_err() || !self.catalog.contains(&clip_id)
+        {
+            return self.reject_fetch(from, RejectCode::Invalid);
+        }
+        self.emit(Output::ServeFetch {
+            to: from,
+            clip_id,
+            token_id: token.token_id,
+            grantee_key: token.grantee_key,
+        });
+        self.record(AuditEvent::FetchServed {
+            token_id: token.token_id,
+            clip_id,
+            peer: from,
+        });
+    }
+
+    fn reject_fetch(&mut self, to: PeerId, code: RejectCode) {
+        self.emit(Output::RejectFetch { to, code });
+        self.record(AuditEvent::FetchRefused { peer: to, code });
+    }
+
+    /// Forgets issued tokens that can no longer verify (past `not_after` plus the skew).
+    pub(crate) fn expire_issued(&mut self, now: Timestamp) {
+        for token_id in due(&self.issued, now, Issued::forget_at) {
+            self.issued.remove(&token_id);
+        }
+    }
+}
+
+fn refused(what: &'static str) -> impl Fn(ProtocolError) -> CoreError {
+    move |source| CoreError::Refused { what, source }
+}
