@@ -10,7 +10,8 @@
 //! reading its ciphertext for a fetch, and crypto-shredding it by overwriting the wrapped key
 //! in place. It does not own the index, hold flags or retention policy (see the sibling
 //! modules), and it never sees plaintext outside memory: the sealer's input and the opener's
-//! output are zeroized buffers, and only ciphertext reaches a file.
+//! output are zeroized buffers, and only ciphertext reaches a file. Writing seals on the
+//! calling thread and hashes and writes on a second one (`super::pipeline`).
 //!
 //! The wrapped key sits at a fixed offset ahead of the header because it is bound to the
 //! clip id, which hashes the header and ciphertext: it can only be computed once the last
@@ -23,18 +24,20 @@ use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::thread;
 
 use porchlight_protocol::clip::MAX_HEADER_LEN;
 use porchlight_protocol::stream::ChunkLayout;
 use porchlight_protocol::wrap::WRAPPED_KEY_LEN;
 use porchlight_protocol::{
-    AgreementPublic, AgreementSecret, ClipHeader, ClipId, ClipOpener, ClipSealer, CryptoError,
-    FileKey, ProtocolError, WrappedFileKey, unwrap_file_key, wrap_file_key,
+    AgreementPublic, AgreementSecret, ClipHeader, ClipId, ClipIdHasher, ClipOpener, CryptoError,
+    FileKey, PayloadSealer, ProtocolError, WrappedFileKey, unwrap_file_key, wrap_file_key,
 };
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
 use super::error::StoreError;
+use super::pipeline::SealPipeline;
 
 /// The first eight bytes of every clip file (spec/wire.md#clip-file).
 pub const STORE_MAGIC: [u8; 8] = *b"PLSTORE1";
@@ -370,7 +373,7 @@ impl Read for CiphertextReader {
     }
 }
 
-/// A clip file as returned by [`PartialClip::finish`]: durable under its final name.
+/// A clip file as returned by [`PartialClip::write`]: durable under its final name.
 #[derive(Debug)]
 pub(crate) struct WrittenClip {
     pub clip_id: ClipId,
@@ -380,30 +383,25 @@ pub(crate) struct WrittenClip {
     pub layout: ChunkLayout,
 }
 
-/// A clip file being written. Until [`finish`](PartialClip::finish) succeeds it lives under
-/// a random `.partial` name that nothing lists, and dropping it removes the file: every
-/// failed write, disk full included, leaves nothing behind.
+/// A clip file being written. Until [`write`](PartialClip::write) succeeds it lives under a
+/// random `.partial` name that nothing lists, and dropping it removes the file: every failed
+/// write, disk full included, leaves nothing behind.
 pub(crate) struct PartialClip {
-    file: File,
+    out: PartialFile,
     dir: PathBuf,
-    /// The partial file; after the rename, the final file (removed too if a later step fails).
-    path: PathBuf,
-    sealer: Option<ClipSealer>,
+    sealer: PayloadSealer,
+    /// Already fed the header bytes; the writer thread feeds it the ciphertext.
+    hasher: ClipIdHasher,
     file_key: FileKey,
     header: ClipHeader,
     header_len: u64,
-    ciphertext: Vec<u8>,
-    written: u64,
-    /// Fault-injection seam: fail with "no space" once this many bytes are written.
-    budget: Option<u64>,
-    done: bool,
 }
 
 impl fmt::Debug for PartialClip {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PartialClip")
-            .field("path", &self.path)
-            .field("written", &self.written)
+            .field("path", &self.out.path)
+            .field("written", &self.out.written)
             .finish_non_exhaustive()
     }
 }
@@ -418,7 +416,7 @@ impl PartialClip {
     ) -> Result<PartialClip, StoreError> {
         let file_key = FileKey::generate(&mut OsRng);
         let (sealer, header_bytes) =
-            ClipSealer::new(&file_key, &header).map_err(|source| StoreError::InvalidClip {
+            PayloadSealer::new(&file_key, &header).map_err(|source| StoreError::InvalidClip {
                 camera: header.camera.clone(),
                 source,
             })?;
@@ -433,47 +431,109 @@ impl PartialClip {
             .mode(0o600)
             .open(&path)
             .map_err(|err| StoreError::io("create clip file", &path, err))?;
-        let mut partial = PartialClip {
+        let mut out = PartialFile {
             file,
-            dir: dir.to_path_buf(),
             path,
-            sealer: Some(sealer),
+            written: 0,
+            budget,
+            kept: false,
+        };
+        out.write(&STORE_MAGIC)?;
+        out.write(&[0u8; WRAPPED_KEY_FIELD_LEN])?;
+        out.write(&header_bytes)?;
+        Ok(PartialClip {
+            out,
+            dir: dir.to_path_buf(),
+            sealer,
+            hasher: ClipIdHasher::new(&header_bytes),
             file_key,
             header,
             header_len: header_bytes.len() as u64,
-            ciphertext: Vec::with_capacity(IO_BLOCK + 2 * IO_BLOCK / 64),
-            written: 0,
-            budget,
-            done: false,
-        };
-        partial.write(&STORE_MAGIC)?;
-        partial.write(&[0u8; WRAPPED_KEY_FIELD_LEN])?;
-        partial.write(&header_bytes)?;
-        Ok(partial)
+        })
     }
 
-    /// Seals more plaintext and writes every chunk that is complete.
-    pub(crate) fn push(&mut self, plaintext: &[u8]) -> Result<(), StoreError> {
-        let sealer = self
-            .sealer
-            .as_mut()
-            .expect("a PartialClip is consumed by finish, so its sealer is present");
-        sealer.push(plaintext, &mut self.ciphertext);
-        self.flush_ciphertext()
+    /// Writes the clip: seals what `fill` pushes on this thread while a second thread
+    /// computes the clip id and writes the ciphertext ([`SealPipeline`]), then writes the
+    /// file key wrapped to `vault` into its field, fsyncs, renames the file to
+    /// `<clip id>.plclip` and fsyncs the directory. When this returns `Ok` the clip file is
+    /// durable; on any error, `fill`'s included, the file is removed.
+    pub(crate) fn write(
+        self,
+        vault: &AgreementPublic,
+        fill: impl FnOnce(&mut SealPipeline<'_>) -> Result<(), StoreError>,
+    ) -> Result<WrittenClip, StoreError> {
+        let PartialClip {
+            mut out,
+            dir,
+            sealer,
+            hasher,
+            file_key,
+            header,
+            header_len,
+        } = self;
+        let sink = &mut out;
+        let clip_id = thread::scope(move |scope| {
+            let mut pipeline = SealPipeline::start(scope, sealer, hasher, sink)?;
+            match fill(&mut pipeline) {
+                Ok(()) => pipeline.finish(),
+                Err(err) => Err(pipeline.abandon(err)),
+            }
+        })?;
+        let ephemeral = AgreementSecret::generate(&mut OsRng);
+        let wrapped =
+            wrap_file_key(&file_key, vault, &clip_id, ephemeral).map_err(|err| StoreError::Io {
+                action: "wrap the file key for",
+                path: out.path.clone(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, err),
+            })?;
+        out.file
+            .write_all_at(&encode_wrapped_key(&wrapped), WRAPPED_KEY_OFFSET)
+            .map_err(|err| StoreError::io("write the wrapped key of", &out.path, err))?;
+        out.file
+            .sync_all()
+            .map_err(|err| StoreError::io("sync clip file", &out.path, err))?;
+        let final_path = dir.join(format!("{clip_id}.{CLIP_EXTENSION}"));
+        fs::rename(&out.path, &final_path)
+            .map_err(|err| StoreError::io("rename clip file", &out.path, err))?;
+        out.path = final_path;
+        sync_dir(&dir)?;
+        let layout = ChunkLayout::for_ciphertext_len(out.written - HEADER_OFFSET - header_len)
+            .map_err(|err| StoreError::Io {
+                action: "check the ciphertext length of",
+                path: out.path.clone(),
+                source: io::Error::new(io::ErrorKind::InvalidData, err),
+            })?;
+        out.kept = true;
+        Ok(WrittenClip {
+            clip_id,
+            header,
+            path: out.path.clone(),
+            file_len: out.written,
+            layout,
+        })
+    }
+}
+
+/// The file under a [`PartialClip`]: appends that count against the fault-injection budget,
+/// and removal on drop unless it was kept.
+pub(crate) struct PartialFile {
+    file: File,
+    /// The partial file; after the rename, the final file (removed too if a later step fails).
+    path: PathBuf,
+    written: u64,
+    /// Fault-injection seam: fail with "no space" once this many bytes are written.
+    budget: Option<u64>,
+    /// Set once the clip is durable under its final name.
+    kept: bool,
+}
+
+impl PartialFile {
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
-    fn flush_ciphertext(&mut self) -> Result<(), StoreError> {
-        if !self.ciphertext.is_empty() {
-            let ciphertext = std::mem::take(&mut self.ciphertext);
-            let result = self.write(&ciphertext);
-            self.ciphertext = ciphertext;
-            self.ciphertext.clear();
-            result?;
-        }
-        Ok(())
-    }
-
-    fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+    /// Appends `bytes`.
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         if let Some(budget) = self.budget {
             let room = budget.saturating_sub(self.written);
             if room < bytes.len() as u64 {
@@ -496,57 +556,11 @@ impl PartialClip {
         self.written += bytes.len() as u64;
         Ok(())
     }
-
-    /// Seals the last chunk, writes the file key wrapped to `vault` into its field, fsyncs,
-    /// renames the file to `<clip id>.plclip` and fsyncs the directory. When this returns the
-    /// clip file is durable.
-    pub(crate) fn finish(mut self, vault: &AgreementPublic) -> Result<WrittenClip, StoreError> {
-        let sealer = self
-            .sealer
-            .take()
-            .expect("a PartialClip is consumed by finish, so its sealer is present");
-        let clip_id = sealer.finish(&mut self.ciphertext);
-        self.flush_ciphertext()?;
-        let ephemeral = AgreementSecret::generate(&mut OsRng);
-        let wrapped = wrap_file_key(&self.file_key, vault, &clip_id, ephemeral).map_err(|err| {
-            StoreError::Io {
-                action: "wrap the file key for",
-                path: self.path.clone(),
-                source: io::Error::new(io::ErrorKind::InvalidInput, err),
-            }
-        })?;
-        self.file
-            .write_all_at(&encode_wrapped_key(&wrapped), WRAPPED_KEY_OFFSET)
-            .map_err(|err| StoreError::io("write the wrapped key of", &self.path, err))?;
-        self.file
-            .sync_all()
-            .map_err(|err| StoreError::io("sync clip file", &self.path, err))?;
-        let final_path = self.dir.join(format!("{clip_id}.{CLIP_EXTENSION}"));
-        fs::rename(&self.path, &final_path)
-            .map_err(|err| StoreError::io("rename clip file", &self.path, err))?;
-        self.path = final_path;
-        sync_dir(&self.dir)?;
-        let layout =
-            ChunkLayout::for_ciphertext_len(self.written - HEADER_OFFSET - self.header_len)
-                .map_err(|err| StoreError::Io {
-                    action: "check the ciphertext length of",
-                    path: self.path.clone(),
-                    source: io::Error::new(io::ErrorKind::InvalidData, err),
-                })?;
-        self.done = true;
-        Ok(WrittenClip {
-            clip_id,
-            header: self.header.clone(),
-            path: self.path.clone(),
-            file_len: self.written,
-            layout,
-        })
-    }
 }
 
-impl Drop for PartialClip {
+impl Drop for PartialFile {
     fn drop(&mut self) {
-        if !self.done {
+        if !self.kept {
             match fs::remove_file(&self.path) {
                 Ok(()) => {
                     tracing::debug!(path = %self.path.display(), "removed unfinished clip file")
@@ -605,6 +619,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::pipeline::BATCHES;
     use porchlight_protocol::Timestamp;
     use porchlight_protocol::clip::MEDIA_TYPE_MP4;
 
@@ -619,9 +634,10 @@ mod tests {
     }
 
     fn write_clip(dir: &Path, vault: &AgreementSecret, plaintext: &[u8]) -> WrittenClip {
-        let mut partial = PartialClip::create(dir, header("porch"), None).unwrap();
-        partial.push(plaintext).unwrap();
-        partial.finish(&vault.public()).unwrap()
+        PartialClip::create(dir, header("porch"), None)
+            .unwrap()
+            .write(&vault.public(), |clip| clip.push(plaintext))
+            .unwrap()
     }
 
     #[test]
@@ -682,13 +698,14 @@ mod tests {
         let vault = AgreementSecret::generate(&mut OsRng).public();
         let empty = PartialClip::create(dir.path(), example.clone(), None)
             .unwrap()
-            .finish(&vault)
+            .write(&vault, |_| Ok(()))
             .unwrap();
         assert_eq!(empty.file_len, 174);
         assert_eq!(fs::metadata(&empty.path).unwrap().len(), 174);
-        let mut partial = PartialClip::create(dir.path(), example, None).unwrap();
-        partial.push(&vec![0u8; 1 << 20]).unwrap();
-        let mib = partial.finish(&vault).unwrap();
+        let mib = PartialClip::create(dir.path(), example, None)
+            .unwrap()
+            .write(&vault, |clip| clip.push(&vec![0u8; 1 << 20]))
+            .unwrap();
         assert_eq!(mib.file_len, 1_048_990);
         assert_eq!(mib.layout.chunk_count(), 16);
     }
@@ -722,10 +739,108 @@ mod tests {
     #[test]
     fn a_failed_write_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
-        let mut partial = PartialClip::create(dir.path(), header("porch"), Some(1_000)).unwrap();
-        let err = partial.push(&[1u8; 200_000]).unwrap_err();
+        let vault = AgreementSecret::generate(&mut OsRng).public();
+        let partial = PartialClip::create(dir.path(), header("porch"), Some(1_000)).unwrap();
+        let err = partial
+            .write(&vault, |clip| clip.push(&[1u8; 200_000]))
+            .unwrap_err();
         assert!(err.is_disk_full(), "{err}");
-        drop(partial);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn the_two_thread_write_gives_the_bytes_and_id_of_the_one_thread_sealer() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = AgreementSecret::generate(&mut OsRng);
+        // Several batches, pushed in pieces that straddle chunk and batch boundaries, plus
+        // the sizes around one chunk and one batch.
+        let mut big = vec![0u8; 3 * IO_BLOCK + 70_001];
+        OsRng.fill_bytes(&mut big);
+        let cases: [(usize, usize); 6] = [
+            (big.len(), 10_007),
+            (big.len(), 3 * IO_BLOCK),
+            (IO_BLOCK, IO_BLOCK),
+            (IO_BLOCK + 1, 1 << 16),
+            (1 << 16, 1),
+            (1, 1),
+        ];
+        for (len, piece) in cases {
+            let plaintext = &big[..len];
+            let written = PartialClip::create(dir.path(), header("porch"), None)
+                .unwrap()
+                .write(&vault.public(), |clip| {
+                    plaintext.chunks(piece).try_for_each(|p| clip.push(p))
+                })
+                .unwrap();
+            let file = File::open(&written.path).unwrap();
+            let prefix = read_prefix(&file).unwrap();
+            let key = unwrap_key(&prefix, &vault, &written.clip_id).unwrap();
+            let one_thread =
+                porchlight_protocol::seal_clip(&key, &written.header, plaintext).unwrap();
+            let bytes = fs::read(&written.path).unwrap();
+            assert_eq!(
+                &bytes[prefix.ciphertext_offset as usize..],
+                &one_thread.ciphertext[..],
+                "len {len}, pieces of {piece}"
+            );
+            assert_eq!(written.clip_id, one_thread.clip_id, "len {len}");
+            assert_eq!(prefix.header_bytes, one_thread.header_bytes);
+        }
+    }
+
+    #[test]
+    fn a_write_error_stops_the_sealer_promptly_and_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = AgreementSecret::generate(&mut OsRng).public();
+        let budget = 2 * IO_BLOCK as u64;
+        let block = vec![5u8; IO_BLOCK];
+        let mut pushed = 0u64;
+        let partial = PartialClip::create(dir.path(), header("porch"), Some(budget)).unwrap();
+        let err = partial
+            .write(&vault, |clip| {
+                for _ in 0..64 {
+                    clip.push(&block)?;
+                    pushed += block.len() as u64;
+                }
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(err.is_disk_full(), "{err}");
+        // The writer failed on the batch crossing the budget; the sealer sealed at most the
+        // batches in flight (and the block it was on) before it noticed.
+        let bound = budget + (BATCHES as u64 + 1) * IO_BLOCK as u64;
+        assert!(
+            pushed <= bound,
+            "sealed {pushed} bytes after the disk filled"
+        );
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        // The caller's own error after a write error: the write error is what happened
+        // first, as on one thread.
+        let partial = PartialClip::create(dir.path(), header("porch"), Some(1_000)).unwrap();
+        let err = partial
+            .write(&vault, |clip| {
+                let _ = clip.push(&block);
+                Err(StoreError::Empty {
+                    camera: "porch".into(),
+                })
+            })
+            .unwrap_err();
+        assert!(err.is_disk_full(), "{err}");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        // The caller's error alone comes back as it is, and nothing is left.
+        let partial = PartialClip::create(dir.path(), header("porch"), None).unwrap();
+        let err = partial
+            .write(&vault, |clip| {
+                clip.push(&block)?;
+                clip.push(&block)?;
+                Err(StoreError::Empty {
+                    camera: "porch".into(),
+                })
+            })
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Empty { .. }), "{err}");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 

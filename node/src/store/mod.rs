@@ -17,6 +17,8 @@
 //! data that [`Store::open`] reconciles and [`Store::rebuild`] recreates from the files
 //! alone ([`recovery`]). Plaintext never reaches a file: a segment is sealed in memory with
 //! a fresh file key, and only ciphertext is written, even while a write is in progress.
+//! Sealing runs on the calling thread; the clip id's hash and the writes run on a second
+//! (`pipeline.rs`), and plaintext never leaves the first.
 //!
 //! # Durability
 //!
@@ -39,6 +41,7 @@
 mod clip_file;
 mod error;
 mod index;
+mod pipeline;
 pub mod recovery;
 pub mod retention;
 
@@ -59,6 +62,7 @@ use zeroize::Zeroizing;
 use crate::recording::Segment;
 use clip_file::{FileFault, IO_BLOCK, OpenFailure, PartialClip};
 use index::{Index, IndexRecord};
+use pipeline::SealPipeline;
 use recovery::Mode;
 use retention::{Keep, RetentionCandidate, RetentionPolicy};
 
@@ -351,17 +355,12 @@ impl Store {
             segment.end,
             &mut OsRng,
         );
-        self.write_clip(header, |partial| {
-            // In blocks, so the ciphertext buffer stays small whatever the segment's size.
-            for block in segment.mp4.chunks(IO_BLOCK) {
-                partial.push(block)?;
-            }
-            Ok(())
-        })
+        self.write_clip(header, |clip| clip.push(&segment.mp4))
     }
 
     /// Seals an MP4 read from `reader` (for `porchlight clips import`) and stores it, in
-    /// constant memory: 1 MiB at a time goes from the reader through the sealer to the disk.
+    /// constant memory: 1 MiB at a time goes from the reader through the sealer to the
+    /// writer thread and the disk, a few batches in flight at most.
     /// The header comes first in the file, so the clip's times are arguments. Returns only
     /// once the clip is durable; on any error (the reader's included) nothing is stored.
     pub fn import(
@@ -372,7 +371,7 @@ impl Store {
         end: Timestamp,
     ) -> Result<ClipRecord, StoreError> {
         let header = ClipHeader::new(camera, MEDIA_TYPE_MP4, start, end, &mut OsRng);
-        self.write_clip(header, |partial| {
+        self.write_clip(header, |clip| {
             let mut block = Zeroizing::new(vec![0u8; IO_BLOCK]);
             let mut read = 0u64;
             loop {
@@ -380,7 +379,7 @@ impl Store {
                     Ok(0) => break,
                     Ok(n) => {
                         read += n as u64;
-                        partial.push(&block[..n])?;
+                        clip.push(&block[..n])?;
                     }
                     Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                     Err(source) => return Err(StoreError::ImportRead { read, source }),
@@ -395,18 +394,19 @@ impl Store {
         })
     }
 
-    /// The write discipline shared by every way a clip comes in.
+    /// The write discipline shared by every way a clip comes in: `fill` pushes the
+    /// plaintext, which is sealed on this thread and hashed and written on a second one
+    /// ([`pipeline`]); then fsync, rename, directory fsync, index flush.
     fn write_clip(
         &self,
         header: ClipHeader,
-        fill: impl FnOnce(&mut PartialClip) -> Result<(), StoreError>,
+        fill: impl FnOnce(&mut SealPipeline<'_>) -> Result<(), StoreError>,
     ) -> Result<ClipRecord, StoreError> {
         let dir = self.paths.clips.join(camera_dir_name(&header.camera));
         let budget = *lock(&self.write_budget);
-        let mut partial = PartialClip::create(&dir, header, budget)?;
-        fill(&mut partial).inspect_err(log_write_failure)?;
+        let partial = PartialClip::create(&dir, header, budget)?;
         let written = partial
-            .finish(&self.vault_public)
+            .write(&self.vault_public, fill)
             .inspect_err(log_write_failure)?;
         let record = IndexRecord {
             clip_id: written.clip_id,
