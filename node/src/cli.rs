@@ -196,16 +196,15 @@ fn print<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce(&T)) -> 
 }
 
 fn init(dir: DataDir, name: Option<String>) -> anyhow::Result<()> {
-    let existed = dir.root().exists();
-    std::fs::create_dir_all(dir.root())
+    // Only the owner may look inside a new data dir: keys, the index and clip names live
+    // there. An existing directory keeps its mode.
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir.root())
         .with_context(|| format!("cannot create data dir {}", dir.root().display()))?;
     dir.check_usable()?;
-    if !existed {
-        // Only the owner may look inside: keys, the index and clip names live here.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.root(), std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot restrict data dir {}", dir.root().display()))?;
-    }
     let (keys, created) = NodeKeys::create(&dir)?;
     // Opening the store creates it (index, clips dir, the vault check); closing it at once
     // releases its lock for `porchlight node`.

@@ -1,9 +1,10 @@
-//! The one place the node reads the wall clock.
+//! The one place the node reads the wall clock, and converts between system time and the
+//! protocol's [`Timestamp`].
 //!
 //! The protocol and the node core take time as an argument; the shell turns the system clock
 //! into a protocol [`Timestamp`] here, so a clock before 1970 is an error, not a panic.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use porchlight_protocol::Timestamp;
@@ -11,8 +12,17 @@ use porchlight_protocol::time::duration_millis;
 
 /// The current wall-clock time.
 pub fn now() -> anyhow::Result<Timestamp> {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .context("the system clock is set before 1970; set the date and try again")?;
-    Ok(Timestamp::from_unix_millis(duration_millis(since_epoch)))
+    timestamp_of(SystemTime::now())
+        .context("the system clock is set before 1970; set the date and try again")
+}
+
+/// A system time as a protocol timestamp; `None` before 1970.
+pub fn timestamp_of(time: SystemTime) -> Option<Timestamp> {
+    let since_epoch = time.duration_since(UNIX_EPOCH).ok()?;
+    Some(Timestamp::from_unix_millis(duration_millis(since_epoch)))
+}
+
+/// A protocol timestamp as a system time.
+pub fn system_time_of(at: Timestamp) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(at.as_unix_millis())
 }

@@ -23,7 +23,7 @@ use crate::api::views::{CameraView, rfc3339};
 use crate::capture::{self, CameraStatus, CaptureOptions, CaptureSupervisor, ClipLength};
 use crate::clock;
 use crate::config::{Overrides, RawConfig, Settings, environment_overrides};
-use crate::data_dir::{DataDir, replace_secret};
+use crate::data_dir::{DataDir, replace_file, replace_secret};
 use crate::keys::NodeKeys;
 use crate::recording::Segment;
 use crate::store::{Store, StoreConfig};
@@ -123,7 +123,7 @@ async fn serve(parts: DaemonParts) -> anyhow::Result<()> {
         pid: std::process::id(),
     };
     let endpoint_json = serde_json::to_vec_pretty(&endpoint).context("cannot encode api.json")?;
-    write_atomically(&dir.api_address(), &endpoint_json)?;
+    replace_file(&dir.api_address(), &endpoint_json, 0o644)?;
 
     // Cameras deliver segments on a channel; one thread seals them into the store in order.
     let (segments_tx, segments_rx) = mpsc::channel::<Segment>();
@@ -291,10 +291,4 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-}
-
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }

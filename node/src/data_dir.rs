@@ -115,23 +115,33 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
 /// Writes a secret file that must not exist yet, readable by the owner only (0600), and
 /// flushes it to disk. Refuses to overwrite: keys are never replaced by accident.
 pub fn write_new_secret(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_new(path, bytes, 0o600)
+}
+
+/// Replaces a secret file (0600) atomically: the daemon's admin token on each start.
+pub fn replace_secret(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    replace_file(path, bytes, 0o600)
+}
+
+/// Replaces a file atomically (a flushed temporary beside it, then a rename), with `mode`.
+pub fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    write_new(&tmp, bytes, mode)?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
+}
+
+/// Creates a new file with `mode`, writes `bytes` and flushes them to disk.
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(mode)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Replaces a secret file (0600) atomically: the daemon's admin token on each start.
-pub fn replace_secret(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    write_new_secret(&tmp, bytes)?;
-    fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
 }
 
 /// Reads a secret file of exactly `N` bytes, refusing one that others can read.

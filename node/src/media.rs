@@ -6,11 +6,10 @@
 
 use std::fs::Metadata;
 use std::path::Path;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use porchlight_protocol::Timestamp;
-use porchlight_protocol::time::duration_millis;
 
 /// How long the discoverer may take on one file.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -49,8 +48,7 @@ pub fn probe_duration(path: &Path) -> anyhow::Result<Duration> {
 pub fn modified_time(meta: &Metadata) -> Timestamp {
     meta.modified()
         .ok()
-        .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
-        .map(|since| Timestamp::from_unix_millis(duration_millis(since)))
+        .and_then(crate::clock::timestamp_of)
         .unwrap_or(Timestamp::EPOCH)
 }
 

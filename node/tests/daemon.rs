@@ -318,6 +318,15 @@ fn init_twice_keeps_the_keys_and_says_so() {
     );
     assert_eq!(std::fs::read(data.join("identity.key")).expect("key"), key);
     use std::os::unix::fs::PermissionsExt;
+    let dir_mode = std::fs::metadata(&data)
+        .expect("data dir")
+        .permissions()
+        .mode();
+    assert_eq!(
+        dir_mode & 0o077,
+        0,
+        "a new data dir is private (mode {dir_mode:o})"
+    );
     for file in ["identity.key", "vault.key"] {
         let mode = std::fs::metadata(data.join(file))
             .expect("key file")

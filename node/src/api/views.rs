@@ -90,8 +90,7 @@ pub struct ErrorView {
 
 /// Formats a protocol timestamp as RFC 3339 UTC (seconds precision).
 pub fn rfc3339(at: porchlight_protocol::Timestamp) -> String {
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at.as_unix_millis());
-    humantime::format_rfc3339_seconds(time).to_string()
+    humantime::format_rfc3339_seconds(crate::clock::system_time_of(at)).to_string()
 }
 
 /// Parses RFC 3339 (a `Z` or offset-free UTC time) into a protocol timestamp.
@@ -99,12 +98,7 @@ pub fn parse_rfc3339(text: &str) -> Result<porchlight_protocol::Timestamp, Strin
     let time = humantime::parse_rfc3339_weak(text.trim()).map_err(|err| {
         format!("{text:?} is not an RFC 3339 time such as 2026-11-29T14:00:00Z ({err})")
     })?;
-    let since = time
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| format!("{text:?} is before 1970"))?;
-    Ok(porchlight_protocol::Timestamp::from_unix_millis(
-        porchlight_protocol::time::duration_millis(since),
-    ))
+    crate::clock::timestamp_of(time).ok_or_else(|| format!("{text:?} is before 1970"))
 }
 
 #[cfg(test)]
