@@ -1,0 +1,388 @@
+//! The `porchlight` command line: argument shapes (clap) and what each command does.
+//!
+//! `init` and `node` work on the data dir directly; every other operational command asks
+//! the running daemon over its local API (so it sees the same store the daemon writes),
+//! finds it through `--data-dir`, and prints human text or, with `--json`, the API's JSON.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::api::client::ApiClient;
+use crate::api::views::{ClipView, IdView, ImportRequest, RebuildView, StatusView, parse_rfc3339};
+use crate::config::{Overrides, default_config_text};
+use crate::data_dir::DataDir;
+use crate::keys::{Created, NodeKeys};
+use crate::store::{Store, StoreConfig};
+
+/// Porchlight: a neighborhood camera mesh where footage leaves a home only with its
+/// owner's explicit, time-limited consent.
+#[derive(Debug, Parser)]
+#[command(name = "porchlight", version)]
+pub struct Cli {
+    /// The node's data directory [default: $PORCHLIGHT_DATA_DIR, else
+    /// $XDG_DATA_HOME/porchlight, else ~/.local/share/porchlight]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the node's identity, vault key, config and store
+    Init {
+        /// A name for this node, shown to its owner
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Run the home node: record the cameras into encrypted clips and serve the local API
+    Node(NodeArgs),
+    /// Show the running node's cameras, clips and disk
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the node's peer id and keys
+    Id {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List, export, import, hold and release clips
+    #[command(subcommand)]
+    Clips(ClipsCommand),
+    /// Maintain the clip store
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Walk through the consent flow in one process, with the real protocol code
+    ///
+    /// A home seals a clip, an authority asks for it with a credential, the owner grants a
+    /// time-limited token, the authority opens the clip, tampering is caught, the owner
+    /// revokes. The mesh comes with the mesh milestone.
+    Demo {
+        /// Where to leave the demo's files (default: a new directory under the system
+        /// temporary directory)
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// A camera as NAME=SPEC or SPEC (repeatable). SPEC: test, test:WIDTHxHEIGHT@FPS,
+    /// v4l2:/dev/videoN, rtsp://..., file:PATH, none [default: test]
+    #[arg(long = "camera", value_name = "SPEC")]
+    pub cameras: Vec<String>,
+    /// Seconds of video per clip [default: 60]
+    #[arg(long, value_name = "N")]
+    pub clip_seconds: Option<u64>,
+    /// Address of the local HTTP API [default: 127.0.0.1:7878]
+    #[arg(long, value_name = "ADDR")]
+    pub api: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClipsCommand {
+    /// List clips, oldest first
+    List {
+        #[arg(long)]
+        camera: Option<String>,
+        /// Only clips that end after this time (RFC 3339)
+        #[arg(long)]
+        from: Option<String>,
+        /// Only clips that start before this time (RFC 3339)
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decrypt one of this node's clips to an MP4 file
+    Export {
+        /// The clip id, or its first 8 or more hex digits
+        clip: String,
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Bring an existing video file into the encrypted store
+    Import {
+        file: PathBuf,
+        #[arg(long, default_value = "imported")]
+        camera: String,
+        /// When the recording started (RFC 3339) [default: the file's time minus its length]
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keep a clip past retention until it is released
+    Hold {
+        clip: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let retention delete a held clip again
+    Release {
+        clip: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Rebuild the index from the clip files (they are the source of truth)
+    Rebuild {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Demo { dir } => crate::walkthrough::run(dir),
+        Command::Init { name } => init(DataDir::resolve(cli.data_dir)?, name),
+        Command::Node(args) => crate::daemon::run(
+            DataDir::resolve(cli.data_dir)?,
+            Overrides {
+                cameras: args.cameras,
+                clip_seconds: args.clip_seconds,
+                api: args.api,
+            },
+        ),
+        Command::Status { json } => {
+            let status: StatusView = client(cli.data_dir)?.get("/v1/status")?;
+            print(json, &status, print_status)
+        }
+        Command::Id { json } => {
+            let id: IdView = client(cli.data_dir)?.get("/v1/id")?;
+            print(json, &id, |id| {
+                println!("peer id           {}", id.peer_id);
+                println!("vault public key  {}", id.vault_public_key);
+                println!("local api         {}", id.api);
+                if id.listen_addresses.is_empty() {
+                    println!("listening on      (no mesh networking yet)");
+                }
+                for address in &id.listen_addresses {
+                    println!("listening on      {address}");
+                }
+            })
+        }
+        Command::Clips(command) => clips(cli.data_dir, command),
+        Command::Store(StoreCommand::Rebuild { json }) => {
+            let report: RebuildView =
+                client(cli.data_dir)?.post("/v1/store/rebuild", &serde_json::json!({}))?;
+            print(json, &report, |report| println!("{}", report.summary))
+        }
+    }
+}
+
+fn client(data_dir: Option<PathBuf>) -> anyhow::Result<ApiClient> {
+    ApiClient::connect(&DataDir::resolve(data_dir)?)
+}
+
+fn print<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce(&T)) -> anyhow::Result<()> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).context("cannot print JSON")?
+        );
+    } else {
+        human(value);
+    }
+    Ok(())
+}
+
+fn init(dir: DataDir, name: Option<String>) -> anyhow::Result<()> {
+    // Only the owner may look inside a new data dir: keys, the index and clip names live
+    // there. An existing directory keeps its mode.
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir.root())
+        .with_context(|| format!("cannot create data dir {}", dir.root().display()))?;
+    dir.check_usable()?;
+    let (keys, created) = NodeKeys::create(&dir)?;
+    // Opening the store creates it (index, clips dir, the vault check); closing it at once
+    // releases its lock for `porchlight node`.
+    let peer_id = keys.identity.peer_id();
+    drop(
+        Store::open(dir.root(), keys.vault, StoreConfig::default())
+            .context("cannot create the clip store; is a porchlight node already running here?")?,
+    );
+    let config = dir.config();
+    let wrote_config = if config.exists() {
+        false
+    } else {
+        let name = name.unwrap_or_else(|| "porchlight".to_owned());
+        std::fs::write(&config, default_config_text(&name))
+            .with_context(|| format!("cannot write {}", config.display()))?;
+        true
+    };
+    match created {
+        Created::New => println!("created a new node in {}", dir.root().display()),
+        Created::AlreadyThere => println!(
+            "{} already holds a node; its keys were kept, nothing was overwritten",
+            dir.root().display()
+        ),
+    }
+    println!("peer id  {peer_id}");
+    if wrote_config {
+        println!("config   {}", config.display());
+    }
+    println!(
+        "start it with: porchlight node --data-dir {}",
+        dir.root().display()
+    );
+    Ok(())
+}
+
+fn clips(data_dir: Option<PathBuf>, command: ClipsCommand) -> anyhow::Result<()> {
+    let api = client(data_dir)?;
+    match command {
+        ClipsCommand::List {
+            camera,
+            from,
+            to,
+            json,
+        } => {
+            let mut query = Vec::new();
+            if let Some(camera) = camera {
+                query.push(format!("camera={}", url_escape(&camera)));
+            }
+            for (key, value) in [("from", from), ("to", to)] {
+                if let Some(value) = value {
+                    parse_rfc3339(&value).map_err(anyhow::Error::msg)?;
+                    query.push(format!("{key}={}", url_escape(&value)));
+                }
+            }
+            let path = if query.is_empty() {
+                "/v1/clips".to_owned()
+            } else {
+                format!("/v1/clips?{}", query.join("&"))
+            };
+            let clips: Vec<ClipView> = api.get(&path)?;
+            print(json, &clips, |clips| {
+                if clips.is_empty() {
+                    println!("no clips");
+                }
+                for clip in clips {
+                    print_clip(clip);
+                }
+            })
+        }
+        ClipsCommand::Export { clip, output } => {
+            check_clip_arg(&clip)?;
+            let bytes = api.download(&format!("/v1/clips/{clip}/mp4"), &output)?;
+            println!("wrote {} ({bytes} bytes)", output.display());
+            Ok(())
+        }
+        ClipsCommand::Import {
+            file,
+            camera,
+            start,
+            json,
+        } => {
+            let path = std::fs::canonicalize(&file)
+                .with_context(|| format!("cannot read import file {}", file.display()))?;
+            std::fs::File::open(&path)
+                .with_context(|| format!("cannot read import file {}", path.display()))?;
+            if let Some(start) = &start {
+                parse_rfc3339(start).map_err(anyhow::Error::msg)?;
+            }
+            let request = ImportRequest {
+                path: path.to_string_lossy().into_owned(),
+                camera,
+                start,
+            };
+            let clip: ClipView = api.post("/v1/clips/import", &request)?;
+            print(json, &clip, |clip| {
+                print!("imported ");
+                print_clip(clip);
+            })
+        }
+        ClipsCommand::Hold { clip, json } => {
+            check_clip_arg(&clip)?;
+            let clip: ClipView =
+                api.post(&format!("/v1/clips/{clip}/hold"), &serde_json::json!({}))?;
+            print(json, &clip, |clip| {
+                println!("held {} (retention will keep it)", clip.id)
+            })
+        }
+        ClipsCommand::Release { clip, json } => {
+            check_clip_arg(&clip)?;
+            let clip: ClipView =
+                api.post(&format!("/v1/clips/{clip}/release"), &serde_json::json!({}))?;
+            print(json, &clip, |clip| println!("released {}", clip.id))
+        }
+    }
+}
+
+/// A clip argument goes into a URL path: only hex digits may.
+fn check_clip_arg(clip: &str) -> anyhow::Result<()> {
+    if clip.is_empty() || !clip.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("{clip:?} is not a clip id; copy one from `porchlight clips list`");
+    }
+    Ok(())
+}
+
+fn url_escape(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn print_clip(clip: &ClipView) {
+    println!(
+        "{}  {:<12} {}  {}  {:>10} bytes{}",
+        &clip.id[..16.min(clip.id.len())],
+        clip.camera,
+        clip.start,
+        clip.end,
+        clip.bytes,
+        if clip.held { "  held" } else { "" }
+    );
+}
+
+fn print_status(status: &StatusView) {
+    println!("node     {} ({})", status.name, status.peer_id);
+    println!(
+        "running  since {}, version {}",
+        status.started_at, status.version
+    );
+    println!(
+        "clips    {} ({} bytes), oldest {}, newest {}",
+        status.clips.count,
+        status.clips.bytes,
+        status.clips.oldest.as_deref().unwrap_or("-"),
+        status.clips.newest.as_deref().unwrap_or("-")
+    );
+    if let Some(free) = status.disk.free_bytes {
+        println!("disk     {free} bytes free");
+    }
+    if status.cameras.is_empty() {
+        println!("cameras  none");
+    }
+    for camera in &status.cameras {
+        println!(
+            "camera   {:<12} {:<10} {} clips, last {}  ({})",
+            camera.name,
+            camera.state,
+            camera.clips_recorded,
+            camera.last_clip_at.as_deref().unwrap_or("-"),
+            camera.source
+        );
+        if let Some(detail) = &camera.detail {
+            println!("         {detail}");
+        }
+    }
+}
