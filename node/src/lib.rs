@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod data_dir;
 pub mod keys;
 pub mod media;
+pub mod mesh;
 pub mod recording;
 pub mod store;
 pub mod walkthrough;
