@@ -3,15 +3,26 @@
 //! Parsed raw (a serde struct that mirrors the file, unknown keys refused), then validated
 //! into [`Settings`]: every later layer overrides the one before, and whatever came from
 //! where, the daemon only ever sees checked values.
+//!
+//! Besides the recording settings the file holds the mesh settings (`listen`, `bootstrap`,
+//! `relay_server`, `location`), an authority node's `credential` files, and the owner's
+//! standing rules (`[rules]`, validated into the core's [`StandingRules`]). Multiaddrs stay
+//! checked strings here: libp2p types belong to the swarm, not to the config.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use porchlight_core::{PreAuthorization, StandingRules};
+use porchlight_protocol::CellId;
+use porchlight_protocol::validate::{MAX_REQUEST_WINDOW, MAX_TOKEN_LIFETIME};
 use serde::Deserialize;
 
+use crate::authority::parse_role;
 use crate::data_dir::DataDir;
+use crate::trust::parse_public_key;
 
 /// Where the local API listens unless told otherwise.
 pub const DEFAULT_API: &str = "127.0.0.1:7878";
@@ -19,6 +30,10 @@ pub const DEFAULT_API: &str = "127.0.0.1:7878";
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Seconds per clip unless told otherwise.
 pub const DEFAULT_CLIP_SECONDS: u64 = 60;
+/// Where the mesh listens unless told otherwise: TCP and QUIC on port 4001, every interface.
+pub const DEFAULT_LISTEN: [&str; 2] = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"];
+/// Longest multiaddr accepted, in bytes (a relayed address with two peer ids is ~200).
+const MAX_MULTIADDR_LEN: usize = 512;
 
 /// The file's shape. Every field is optional: a missing one keeps the default.
 #[derive(Debug, Default, Deserialize)]
@@ -28,7 +43,41 @@ pub struct RawConfig {
     pub cameras: Option<Vec<String>>,
     pub clip_seconds: Option<u64>,
     pub api: Option<String>,
+    /// Mesh multiaddrs to listen on.
+    pub listen: Option<Vec<String>>,
+    /// Mesh multiaddrs to dial at start (with `/p2p/PEER_ID`).
+    pub bootstrap: Option<Vec<String>>,
+    /// Serve as a relay (v2) for neighbors behind NAT.
+    pub relay_server: Option<bool>,
+    /// "LAT,LON" in degrees; opt-in to area requests.
+    pub location: Option<String>,
+    /// This node's credential chain, leaf first. [`RawConfig::load`] makes relative paths
+    /// relative to the data dir.
+    pub credential: Option<Vec<PathBuf>>,
     pub retention: Option<RawRetention>,
+    pub rules: Option<RawRules>,
+}
+
+/// The `[rules]` table: the owner's standing rules, all off by default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRules {
+    pub deny_unverified: Option<bool>,
+    pub deny_without_case_number: Option<bool>,
+    /// Peer ids (`12D3KooW...`) whose requests are dropped.
+    pub blocked: Option<Vec<String>>,
+    /// `[[rules.pre_authorize]]` entries.
+    pub pre_authorize: Option<Vec<RawPreAuthorization>>,
+}
+
+/// One `[[rules.pre_authorize]]` entry: `{ role = "fire", max_lookback = "30m",
+/// grant_for = "2h" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPreAuthorization {
+    pub role: String,
+    pub max_lookback: String,
+    pub grant_for: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -40,12 +89,19 @@ pub struct RawRetention {
     pub max_bytes: Option<u64>,
 }
 
-/// Overrides from the command line (flags) or the environment.
+/// Overrides from the command line (flags) or the environment. An empty list or `None`
+/// keeps the layer below.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub cameras: Vec<String>,
     pub clip_seconds: Option<u64>,
     pub api: Option<String>,
+    pub listen: Vec<String>,
+    pub bootstrap: Vec<String>,
+    pub relay_server: Option<bool>,
+    /// "LAT,LON".
+    pub location: Option<String>,
+    pub credentials: Vec<PathBuf>,
 }
 
 /// Checked settings.
@@ -58,6 +114,17 @@ pub struct Settings {
     pub api: SocketAddr,
     pub max_age: Duration,
     pub max_bytes: Option<u64>,
+    /// Mesh multiaddrs to listen on (never empty; syntax checked loosely, parsed by the swarm).
+    pub listen: Vec<String>,
+    /// Mesh multiaddrs to dial at start.
+    pub bootstrap: Vec<String>,
+    pub relay_server: bool,
+    /// (latitude, longitude) in degrees, in range; `None` unless the owner opted in. Only
+    /// its cell ever leaves the node.
+    pub location: Option<(f64, f64)>,
+    /// This node's credential chain files, leaf first (see `authority::load_credential_chain`).
+    pub credentials: Vec<PathBuf>,
+    pub rules: StandingRules,
 }
 
 impl RawConfig {
@@ -70,7 +137,14 @@ impl RawConfig {
                 path.display()
             )
         })?;
-        RawConfig::parse(&text, &path)
+        let mut raw = RawConfig::parse(&text, &path)?;
+        // A credential named in the file lives beside it unless the path says otherwise.
+        if let Some(paths) = &mut raw.credential {
+            for path in paths {
+                *path = dir.root().join(&*path);
+            }
+        }
+        Ok(raw)
     }
 
     pub fn parse(text: &str, path: &Path) -> anyhow::Result<RawConfig> {
@@ -78,27 +152,44 @@ impl RawConfig {
     }
 }
 
-/// The environment's overrides: `PORCHLIGHT_CAMERAS` (comma-separated),
-/// `PORCHLIGHT_CLIP_SECONDS`, `PORCHLIGHT_API`.
+/// The environment's overrides: `PORCHLIGHT_CAMERAS`, `PORCHLIGHT_LISTEN` and
+/// `PORCHLIGHT_BOOTSTRAP` (comma-separated), `PORCHLIGHT_CLIP_SECONDS`, `PORCHLIGHT_API`,
+/// `PORCHLIGHT_RELAY_SERVER` (true/false), `PORCHLIGHT_LOCATION` (LAT,LON).
 pub fn environment_overrides() -> anyhow::Result<Overrides> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    let clip_seconds = match var("PORCHLIGHT_CLIP_SECONDS") {
-        Some(text) => Some(text.trim().parse().with_context(|| {
-            format!("PORCHLIGHT_CLIP_SECONDS={text:?} is not a whole number of seconds")
-        })?),
-        None => None,
-    };
-    Ok(Overrides {
-        cameras: var("PORCHLIGHT_CAMERAS")
+    let list = |name: &str| {
+        var(name)
             .map(|v| {
                 v.split(',')
                     .map(|s| s.trim().to_owned())
                     .filter(|s| !s.is_empty())
                     .collect()
             })
-            .unwrap_or_default(),
+            .unwrap_or_default()
+    };
+    let clip_seconds = match var("PORCHLIGHT_CLIP_SECONDS") {
+        Some(text) => Some(text.trim().parse().with_context(|| {
+            format!("PORCHLIGHT_CLIP_SECONDS={text:?} is not a whole number of seconds")
+        })?),
+        None => None,
+    };
+    let relay_server = match var("PORCHLIGHT_RELAY_SERVER") {
+        Some(text) => Some(match text.trim() {
+            "1" | "true" | "yes" => true,
+            "0" | "false" | "no" => false,
+            _ => bail!("PORCHLIGHT_RELAY_SERVER={text:?} is not true or false"),
+        }),
+        None => None,
+    };
+    Ok(Overrides {
+        cameras: list("PORCHLIGHT_CAMERAS"),
         clip_seconds,
         api: var("PORCHLIGHT_API"),
+        listen: list("PORCHLIGHT_LISTEN"),
+        bootstrap: list("PORCHLIGHT_BOOTSTRAP"),
+        relay_server,
+        location: var("PORCHLIGHT_LOCATION"),
+        credentials: Vec::new(),
     })
 }
 
@@ -108,13 +199,39 @@ impl Settings {
         let mut cameras = file.cameras.unwrap_or_default();
         let mut clip_seconds = file.clip_seconds.unwrap_or(DEFAULT_CLIP_SECONDS);
         let mut api = file.api.unwrap_or_else(|| DEFAULT_API.to_owned());
+        let mut listen = file.listen.unwrap_or_default();
+        let mut bootstrap = file.bootstrap.unwrap_or_default();
+        let mut relay_server = file.relay_server.unwrap_or(false);
+        let mut location = file.location;
+        let mut credentials = file.credential.unwrap_or_default();
         for layer in [env, flags] {
             if !layer.cameras.is_empty() {
                 cameras = layer.cameras;
             }
             clip_seconds = layer.clip_seconds.unwrap_or(clip_seconds);
             api = layer.api.unwrap_or(api);
+            if !layer.listen.is_empty() {
+                listen = layer.listen;
+            }
+            if !layer.bootstrap.is_empty() {
+                bootstrap = layer.bootstrap;
+            }
+            relay_server = layer.relay_server.unwrap_or(relay_server);
+            location = layer.location.or(location);
+            if !layer.credentials.is_empty() {
+                credentials = layer.credentials;
+            }
         }
+        if listen.is_empty() {
+            listen = DEFAULT_LISTEN.map(str::to_owned).to_vec();
+        }
+        for address in &listen {
+            check_multiaddr("listen", address)?;
+        }
+        for address in &bootstrap {
+            check_multiaddr("bootstrap", address)?;
+        }
+        let location = location.as_deref().map(parse_location).transpose()?;
         if cameras.is_empty() {
             cameras.push("test".to_owned());
         }
@@ -144,16 +261,100 @@ impl Settings {
             api,
             max_age,
             max_bytes: retention.max_bytes,
+            listen,
+            bootstrap,
+            relay_server,
+            location,
+            credentials,
+            rules: standing_rules(file.rules.unwrap_or_default())?,
         })
     }
+}
+
+/// A loose multiaddr check: the swarm parses it for real; this catches a host:port or a
+/// stray space with a message that names the setting.
+fn check_multiaddr(setting: &str, address: &str) -> anyhow::Result<()> {
+    if !address.starts_with('/')
+        || address.len() > MAX_MULTIADDR_LEN
+        || address.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        bail!("{setting} address {address:?} is not a multiaddr such as /ip4/192.0.2.7/tcp/4001");
+    }
+    Ok(())
+}
+
+/// Parses "LAT,LON" in degrees, checking both are in range.
+pub fn parse_location(text: &str) -> anyhow::Result<(f64, f64)> {
+    let usage = || format!("location {text:?} is not LAT,LON in degrees, such as 52.5200,13.4050");
+    let (lat, lon) = text.split_once(',').with_context(usage)?;
+    let lat: f64 = lat.trim().parse().with_context(usage)?;
+    let lon: f64 = lon.trim().parse().with_context(usage)?;
+    if CellId::containing(lat, lon).is_err() {
+        bail!("location {text:?} is out of range; latitude is -90 to 90 and longitude -180 to 180");
+    }
+    Ok((lat, lon))
+}
+
+fn standing_rules(raw: RawRules) -> anyhow::Result<StandingRules> {
+    let mut blocked = BTreeSet::new();
+    for text in raw.blocked.unwrap_or_default() {
+        let peer = parse_public_key(&text).context("bad rules.blocked entry")?;
+        blocked.insert(peer);
+    }
+    let mut pre_authorizations: Vec<PreAuthorization> = Vec::new();
+    for (i, rule) in raw
+        .pre_authorize
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let rule = pre_authorization(&rule)
+            .with_context(|| format!("bad rules.pre_authorize entry {}", i + 1))?;
+        if pre_authorizations.iter().any(|r| r.role == rule.role) {
+            bail!(
+                "rules.pre_authorize has two entries for role {:?}; keep one",
+                rule.role.label()
+            );
+        }
+        pre_authorizations.push(rule);
+    }
+    Ok(StandingRules {
+        deny_unverified: raw.deny_unverified.unwrap_or(false),
+        deny_without_case_number: raw.deny_without_case_number.unwrap_or(false),
+        blocked,
+        pre_authorizations,
+    })
+}
+
+fn pre_authorization(raw: &RawPreAuthorization) -> anyhow::Result<PreAuthorization> {
+    let role = parse_role(&raw.role)?;
+    let duration = |key: &str, text: &str, max: Duration| -> anyhow::Result<Duration> {
+        let duration = humantime::parse_duration(text)
+            .with_context(|| format!("{key} {text:?} is not a duration such as \"30m\""))?;
+        if duration.is_zero() || duration > max {
+            bail!(
+                "{key} {text:?} is out of range; use more than 0 and at most {}",
+                humantime::format_duration(max)
+            );
+        }
+        Ok(duration)
+    };
+    Ok(PreAuthorization {
+        role,
+        max_lookback: duration("max_lookback", &raw.max_lookback, MAX_REQUEST_WINDOW)?,
+        grant_for: duration("grant_for", &raw.grant_for, MAX_TOKEN_LIFETIME)?,
+    })
 }
 
 /// The config file `porchlight init` writes.
 pub fn default_config_text(name: &str) -> String {
     let name = toml::Value::String(name.to_owned());
+    let listen = DEFAULT_LISTEN.map(|a| format!("\"{a}\"")).join(", ");
     format!(
         "# Porchlight node settings. Environment variables (PORCHLIGHT_CAMERAS, PORCHLIGHT_API,\n\
-         # PORCHLIGHT_CLIP_SECONDS) override this file, and command-line flags override both.\n\
+         # PORCHLIGHT_CLIP_SECONDS, PORCHLIGHT_LISTEN, PORCHLIGHT_BOOTSTRAP,\n\
+         # PORCHLIGHT_RELAY_SERVER, PORCHLIGHT_LOCATION) override this file, and command-line\n\
+         # flags override both.\n\
          name = {name}\n\
          \n\
          # Cameras as NAME=SPEC; SPEC is test, test:WIDTHxHEIGHT@FPS, v4l2:/dev/videoN,\n\
@@ -162,9 +363,34 @@ pub fn default_config_text(name: &str) -> String {
          clip_seconds = {DEFAULT_CLIP_SECONDS}\n\
          api = \"{DEFAULT_API}\"\n\
          \n\
+         # The mesh (multiaddrs). bootstrap peers end in /p2p/PEER_ID.\n\
+         # listen = [{listen}]\n\
+         # bootstrap = [\"/ip4/192.0.2.7/tcp/4001/p2p/12D3KooW...\"]\n\
+         # relay_server = false      # true: relay for neighbors behind NAT\n\
+         # Opt in to area requests near you. The coordinates stay on this machine; the mesh\n\
+         # learns only the ~1 km cell they fall in.\n\
+         # location = \"52.5200,13.4050\"\n\
+         # An authority's node: its credential chain, leaf first, from `porchlight authority\n\
+         # issue` (relative paths are relative to this directory).\n\
+         # credential = [\"fire-department.cred\"]\n\
+         \n\
          [retention]\n\
          max_age = \"7d\"\n\
-         # max_bytes = 100_000_000_000\n"
+         # max_bytes = 100_000_000_000\n\
+         \n\
+         # Standing rules, all off by default: without them every request that matches your\n\
+         # footage waits for your decision.\n\
+         [rules]\n\
+         deny_unverified = false           # silently deny requesters no trust root vouches for\n\
+         deny_without_case_number = false  # silently deny requests without a case number\n\
+         blocked = []                      # peer ids whose requests are dropped\n\
+         # Release without asking (you are notified at once) to a *verified* authority of a\n\
+         # role (police, fire, medical, emergency-management, other): footage from the last\n\
+         # max_lookback, under a token valid for grant_for.\n\
+         # [[rules.pre_authorize]]\n\
+         # role = \"fire\"\n\
+         # max_lookback = \"30m\"\n\
+         # grant_for = \"2h\"\n"
     )
 }
 
@@ -185,6 +411,16 @@ mod tests {
         assert_eq!(settings.clip_seconds, 60);
         assert_eq!(settings.api.to_string(), DEFAULT_API);
         assert_eq!(settings.max_age, DEFAULT_MAX_AGE);
+        assert_eq!(settings.listen, DEFAULT_LISTEN);
+        assert!(settings.bootstrap.is_empty());
+        assert!(!settings.relay_server);
+        assert_eq!(settings.location, None);
+        assert!(settings.credentials.is_empty());
+        assert_eq!(
+            settings.rules,
+            StandingRules::default(),
+            "every rule is off"
+        );
     }
 
     #[test]
@@ -194,7 +430,7 @@ mod tests {
         let env = Overrides {
             clip_seconds: Some(20),
             api: Some("127.0.0.1:2".into()),
-            cameras: vec![],
+            ..Overrides::default()
         };
         let flags = Overrides {
             clip_seconds: Some(10),
@@ -221,5 +457,167 @@ mod tests {
         assert!(Settings::layer(raw, Overrides::default(), Overrides::default()).is_err());
         let raw = parse("[retention]\nmax_age = \"soon\"").unwrap();
         assert!(Settings::layer(raw, Overrides::default(), Overrides::default()).is_err());
+    }
+
+    fn settings(text: &str) -> anyhow::Result<Settings> {
+        Settings::layer(parse(text)?, Overrides::default(), Overrides::default())
+    }
+
+    fn peer(byte: u8) -> porchlight_protocol::PeerId {
+        porchlight_protocol::SigningIdentity::from_secret_bytes(&[byte; 32]).peer_id()
+    }
+
+    #[test]
+    fn a_rules_table_becomes_the_cores_standing_rules() {
+        let text = format!(
+            "[rules]\n\
+             deny_unverified = true\n\
+             deny_without_case_number = true\n\
+             blocked = [\"{}\", \"{}\"]\n\
+             [[rules.pre_authorize]]\n\
+             role = \"fire\"\n\
+             max_lookback = \"30m\"\n\
+             grant_for = \"2h\"\n\
+             [[rules.pre_authorize]]\n\
+             role = \"medical\"\n\
+             max_lookback = \"1h\"\n\
+             grant_for = \"30d\"\n",
+            peer(1),
+            peer(2)
+        );
+        let rules = settings(&text).unwrap().rules;
+        assert!(rules.deny_unverified);
+        assert!(rules.deny_without_case_number);
+        assert_eq!(rules.blocked, BTreeSet::from([peer(1), peer(2)]));
+        assert_eq!(
+            rules.pre_authorizations,
+            [
+                PreAuthorization {
+                    role: porchlight_protocol::AuthorityRole::Fire,
+                    max_lookback: Duration::from_secs(30 * 60),
+                    grant_for: Duration::from_secs(2 * 3600),
+                },
+                PreAuthorization {
+                    role: porchlight_protocol::AuthorityRole::Medical,
+                    max_lookback: Duration::from_secs(3600),
+                    grant_for: MAX_TOKEN_LIFETIME,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_rules_are_one_clear_error() {
+        let rule = |role: &str, lookback: &str, grant: &str| {
+            format!(
+                "[[rules.pre_authorize]]\nrole = \"{role}\"\nmax_lookback = \"{lookback}\"\ngrant_for = \"{grant}\"\n"
+            )
+        };
+        for (text, expect) in [
+            (rule("firemen", "30m", "2h"), "is not an authority role"),
+            (
+                rule("fire", "half an hour", "2h"),
+                "max_lookback \"half an hour\" is not a duration",
+            ),
+            (
+                rule("fire", "30m", "soon"),
+                "grant_for \"soon\" is not a duration",
+            ),
+            (rule("fire", "30m", "31d"), "at most 30days"),
+            (rule("fire", "8d", "2h"), "at most 7days"),
+            (rule("fire", "0s", "2h"), "more than 0"),
+            (
+                rule("fire", "30m", "2h") + &rule("fire", "1h", "1h"),
+                "two entries for role \"fire\"",
+            ),
+            (
+                "[rules]\nblocked = [\"12D3KooWnotapeer\"]".to_owned(),
+                "is not a public key",
+            ),
+        ] {
+            let err = format!("{:#}", settings(&text).unwrap_err());
+            assert!(err.contains(expect), "{expect}: {err}");
+        }
+        // Unknown keys are refused at every level, so a typo never silently disables a rule.
+        for text in [
+            "[rules]\ndeny_unverifed = true",
+            "[[rules.pre_authorize]]\nrole = \"fire\"\nmax_lookback = \"1m\"\ngrant_for = \"1h\"\nnotify = true",
+            "[[rules.pre_authorize]]\nrole = \"fire\"\nmax_lookback = \"1m\"",
+            "[rules]\ndeny_unverified = \"yes\"",
+        ] {
+            assert!(parse(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn mesh_settings_layer_and_are_checked() {
+        let text = "listen = [\"/ip4/127.0.0.1/tcp/0\"]\n\
+                    bootstrap = [\"/ip4/192.0.2.7/tcp/4001\"]\n\
+                    relay_server = true\n\
+                    location = \"52.52, 13.405\"\n\
+                    credential = [\"a.cred\"]\n";
+        let file = settings(text).unwrap();
+        assert_eq!(file.listen, ["/ip4/127.0.0.1/tcp/0"]);
+        assert_eq!(file.bootstrap, ["/ip4/192.0.2.7/tcp/4001"]);
+        assert!(file.relay_server);
+        assert_eq!(file.location, Some((52.52, 13.405)));
+        assert_eq!(file.credentials, [PathBuf::from("a.cred")]);
+
+        let flags = Overrides {
+            listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".into()],
+            relay_server: Some(false),
+            location: Some("-33.86,151.21".into()),
+            credentials: vec!["leaf.cred".into(), "county.cred".into()],
+            ..Overrides::default()
+        };
+        let layered = Settings::layer(parse(text).unwrap(), Overrides::default(), flags).unwrap();
+        assert_eq!(layered.listen, ["/ip4/127.0.0.1/udp/0/quic-v1"]);
+        assert_eq!(
+            layered.bootstrap,
+            ["/ip4/192.0.2.7/tcp/4001"],
+            "kept from the file"
+        );
+        assert!(!layered.relay_server);
+        assert_eq!(layered.location, Some((-33.86, 151.21)));
+        assert_eq!(
+            layered.credentials,
+            [PathBuf::from("leaf.cred"), PathBuf::from("county.cred")]
+        );
+
+        for (text, expect) in [
+            (
+                "listen = [\"127.0.0.1:4001\"]",
+                "listen address \"127.0.0.1:4001\" is not a multiaddr",
+            ),
+            ("bootstrap = [\"/ip4/1.2.3.4/tcp/1 \"]", "bootstrap address"),
+            ("location = \"91,0\"", "out of range"),
+            ("location = \"0,180.5\"", "out of range"),
+            ("location = \"NaN,0\"", "out of range"),
+            ("location = \"52.52\"", "is not LAT,LON"),
+            ("location = \"north,east\"", "is not LAT,LON"),
+        ] {
+            let err = format!("{:#}", settings(text).unwrap_err());
+            assert!(err.contains(expect), "{expect}: {err}");
+        }
+        assert!(parse("relay_server = \"yes\"").is_err());
+    }
+
+    #[test]
+    fn credential_paths_in_the_file_are_relative_to_the_data_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::at(tmp.path());
+        std::fs::write(
+            dir.config(),
+            "credential = [\"leaf.cred\", \"/etc/porchlight/county.cred\"]",
+        )
+        .unwrap();
+        let raw = RawConfig::load(&dir).unwrap();
+        assert_eq!(
+            raw.credential.unwrap(),
+            [
+                tmp.path().join("leaf.cred"),
+                PathBuf::from("/etc/porchlight/county.cred")
+            ]
+        );
     }
 }

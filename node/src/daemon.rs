@@ -41,6 +41,16 @@ pub fn run(dir: DataDir, flags: Overrides) -> anyhow::Result<()> {
     let clip_len = ClipLength::from_secs(settings.clip_seconds).context("bad --clip-seconds")?;
     let keys = NodeKeys::load(&dir)?;
     let peer_id = keys.identity.peer_id();
+    // A wrong, expired or unreadable credential or trust list stops the start here, rather
+    // than leaving requests to go out unverified or to be judged against no roots.
+    let credential_chain =
+        crate::authority::load_credential_chain(&settings.credentials, &peer_id, clock::now()?)?;
+    let trust = crate::trust::TrustList::load(&dir)?;
+    tracing::info!(
+        credential_links = credential_chain.len(),
+        trust_roots = trust.list().len(),
+        "authority settings loaded"
+    );
     let vault_public = keys.vault.public();
     let store = Store::open(
         dir.root(),

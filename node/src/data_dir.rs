@@ -5,6 +5,7 @@
 //!   identity.key   Ed25519 seed (0600): the node's identity and libp2p key
 //!   vault.key      X25519 secret (0600): every clip's file key is wrapped to it
 //!   config.toml    the owner's settings
+//!   trust.toml     the authority trust roots the owner chose (`porchlight trust`; 0600)
 //!   api.json       where the running daemon's HTTP API listens (written by the daemon)
 //!   api-token      the admin token for that API (0600, written by the daemon)
 //!   index/         the store's sled index
@@ -63,6 +64,11 @@ impl DataDir {
 
     pub fn config(&self) -> PathBuf {
         self.root.join("config.toml")
+    }
+
+    /// The owner's trust roots (see [`crate::trust`]).
+    pub fn trust_list(&self) -> PathBuf {
+        self.root.join("trust.toml")
     }
 
     pub fn api_address(&self) -> PathBuf {
@@ -131,8 +137,9 @@ pub fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> 
     fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
 }
 
-/// Creates a new file with `mode`, writes `bytes` and flushes them to disk.
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+/// Creates a new file with `mode`, writes `bytes` and flushes them to disk; an existing
+/// file is an error (`create_new`), never overwritten.
+pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)

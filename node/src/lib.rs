@@ -5,6 +5,7 @@
 //! Each shell translates between the world and protocol types; none of them decides policy.
 
 pub mod api;
+pub mod authority;
 pub mod capture;
 pub mod cli;
 pub mod clock;
@@ -16,4 +17,5 @@ pub mod media;
 pub mod mesh;
 pub mod recording;
 pub mod store;
+pub mod trust;
 pub mod walkthrough;

@@ -3,6 +3,10 @@
 //! `init` and `node` work on the data dir directly; every other operational command asks
 //! the running daemon over its local API (so it sees the same store the daemon writes),
 //! finds it through `--data-dir`, and prints human text or, with `--json`, the API's JSON.
+//! `authority` works on key and credential files alone, `trust` on the data dir's trust list.
+
+pub mod authority;
+pub mod trust;
 
 use std::path::PathBuf;
 
@@ -56,6 +60,12 @@ pub enum Command {
     /// Maintain the clip store
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Create trust-root keys and issue authority credentials
+    #[command(subcommand)]
+    Authority(authority::AuthorityCommand),
+    /// Choose which authority roots this node trusts
+    #[command(subcommand)]
+    Trust(trust::TrustCommand),
     /// Walk through the consent flow in one process, with the real protocol code
     ///
     /// A home seals a clip, an authority asks for it with a credential, the owner grants a
@@ -81,6 +91,22 @@ pub struct NodeArgs {
     /// Address of the local HTTP API [default: 127.0.0.1:7878]
     #[arg(long, value_name = "ADDR")]
     pub api: Option<String>,
+    /// A mesh multiaddr to listen on (repeatable) [default: /ip4/0.0.0.0/tcp/4001 and
+    /// /ip4/0.0.0.0/udp/4001/quic-v1]
+    #[arg(long = "listen", value_name = "MULTIADDR")]
+    pub listen: Vec<String>,
+    /// A mesh peer to dial at start, ending in /p2p/PEER_ID (repeatable)
+    #[arg(long = "bootstrap", value_name = "MULTIADDR")]
+    pub bootstrap: Vec<String>,
+    /// Relay connections for neighbors behind NAT
+    #[arg(long)]
+    pub relay_server: bool,
+    /// Opt in to area requests near LAT,LON (degrees); only its ~1 km cell is shared
+    #[arg(long, value_name = "LAT,LON", allow_hyphen_values = true)]
+    pub location: Option<String>,
+    /// This node's authority credential (repeatable: its own first, then each issuer's)
+    #[arg(long = "credential", value_name = "CRED")]
+    pub credentials: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +176,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 cameras: args.cameras,
                 clip_seconds: args.clip_seconds,
                 api: args.api,
+                listen: args.listen,
+                bootstrap: args.bootstrap,
+                relay_server: args.relay_server.then_some(true),
+                location: args.location,
+                credentials: args.credentials,
             },
         ),
         Command::Status { json } => {
@@ -171,6 +202,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Clips(command) => clips(cli.data_dir, command),
+        Command::Authority(command) => authority::run(command),
+        Command::Trust(command) => trust::run(cli.data_dir, command),
         Command::Store(StoreCommand::Rebuild { json }) => {
             let report: RebuildView =
                 client(cli.data_dir)?.post("/v1/store/rebuild", &serde_json::json!({}))?;
