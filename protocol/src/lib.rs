@@ -18,7 +18,8 @@
 //!   rules and time, in that order.
 //! - [`request`], [`decision`], [`token`], [`revocation`], [`credential`]: the messages.
 //! - [`clip`], [`stream`], [`wrap`]: the clip format (age's STREAM construction) and the file
-//!   key wrap.
+//!   key wrap; [`fetch`]: the messages and frames of the fetch stream that carries a clip to
+//!   a grantee.
 //! - [`validate`], [`geo`]: the shared limits and rules, and the geographic cells of area
 //!   requests.
 //! - [`codec`](crate::codec) (private): the single place bytes are encoded and decoded.
@@ -34,6 +35,7 @@ pub mod credential;
 pub mod decision;
 pub mod envelope;
 pub mod error;
+pub mod fetch;
 pub mod geo;
 pub mod identity;
 pub mod request;
@@ -52,6 +54,7 @@ pub use credential::{
 pub use decision::{DecisionOutcome, OwnerDecision};
 pub use envelope::{Kind, Signed, SignedBody};
 pub use error::{CryptoError, DecodeError, ProtocolError, RejectCode, ValidationError};
+pub use fetch::{FetchAccepted, FetchReply, FetchRequest};
 pub use geo::CellId;
 pub use identity::{PeerId, SigningIdentity};
 pub use request::{FootageRequest, RequestId, RequestTarget};

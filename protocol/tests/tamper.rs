@@ -1,13 +1,13 @@
 //! Property tests: any single-bit change to a clip header, chunk body, tag, token or
-//! signature is rejected, and no byte string makes a parser panic.
+//! signature is rejected, and no byte string makes a parser panic (fetch messages included).
 
 mod common;
 
 use common::*;
 use porchlight_protocol::stream::{SEALED_CHUNK_SIZE, TAG_SIZE};
 use porchlight_protocol::{
-    AuthorityCredential, ClipHeader, ClipOpener, ConsentToken, FileKey, FootageRequest,
-    OwnerDecision, ProtocolError, Revocation, Signed, Timestamp, seal_clip,
+    AuthorityCredential, ClipHeader, ClipOpener, ConsentToken, FetchReply, FetchRequest, FileKey,
+    FootageRequest, OwnerDecision, ProtocolError, Revocation, Signed, Timestamp, seal_clip,
 };
 use proptest::prelude::*;
 
@@ -112,6 +112,8 @@ proptest! {
         let _ = Signed::<Revocation>::verify(&bytes, now);
         let _ = Signed::<AuthorityCredential>::verify(&bytes, now);
         let _ = ClipHeader::decode(&bytes);
+        let _ = FetchRequest::decode(&bytes);
+        let _ = FetchReply::decode(&bytes);
         let key = FileKey::from_bytes([1; 32]);
         let header_bytes = header().encode().unwrap();
         prop_assert!(open_streaming(&key, &header_bytes, &bytes).is_err());
