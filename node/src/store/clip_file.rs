@@ -179,7 +179,7 @@ fn decode_wrapped_key(field: &[u8]) -> Option<WrappedFileKey> {
     })
 }
 
-fn encode_wrapped_key(key: &WrappedFileKey) -> [u8; WRAPPED_KEY_FIELD_LEN] {
+pub(crate) fn encode_wrapped_key(key: &WrappedFileKey) -> [u8; WRAPPED_KEY_FIELD_LEN] {
     let mut field = [0u8; WRAPPED_KEY_FIELD_LEN];
     field[..32].copy_from_slice(key.ephemeral_public.as_bytes());
     field[32..].copy_from_slice(&key.wrapped);

@@ -12,7 +12,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use porchlight_protocol::{ClipId, ProtocolError, Timestamp};
+use porchlight_protocol::{ClipId, CryptoError, ProtocolError, Timestamp};
 use thiserror::Error;
 
 /// What went wrong in a store operation. When an operation that writes fails, nothing that
@@ -129,6 +129,18 @@ pub enum StoreError {
         written: u64,
         #[source]
         source: io::Error,
+    },
+
+    /// A clip's file key cannot be wrapped to a grantee's key: the key is a low-order
+    /// point, so any wrap to it would be readable by anyone. Nothing is released.
+    #[error(
+        "cannot wrap the key of clip {clip_id} to the grantee's key (not a usable X25519 key); \
+         nothing was released"
+    )]
+    Grantee {
+        clip_id: ClipId,
+        #[source]
+        source: CryptoError,
     },
 
     /// The clip is on hold, so it cannot be deleted.

@@ -38,7 +38,7 @@
 //! synchronous and `Store` is `Sync`, so the daemon calls it from
 //! `tokio::task::spawn_blocking`.
 
-mod clip_file;
+pub(crate) mod clip_file;
 mod error;
 mod index;
 mod pipeline;
@@ -54,7 +54,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use porchlight_protocol::clip::MEDIA_TYPE_MP4;
-use porchlight_protocol::{AgreementPublic, AgreementSecret, ClipHeader, ClipId, Timestamp};
+use porchlight_protocol::{
+    AgreementPublic, AgreementSecret, ClipHeader, ClipId, Timestamp, WrappedFileKey, wrap_file_key,
+};
 use rand_core::OsRng;
 use serde::Serialize;
 use zeroize::Zeroizing;
@@ -551,6 +553,31 @@ impl Store {
         let record = self.record(clip_id)?;
         let (file, prefix, _) = self.open_clip_file(&record)?;
         Ok(CiphertextReader::new(*clip_id, file, prefix))
+    }
+
+    /// A clip's file key wrapped to `grantee` (a token's `grantee_key`), bound to the clip
+    /// id, for the reply of a fetch the node core allowed (spec/crypto.md#key-wrap, "In a
+    /// grant"). The key is unwrapped from the clip file with the vault secret, wrapped again
+    /// with a fresh ephemeral key, and wiped; a fresh wrap is made for every fetch.
+    pub fn wrap_key_for(
+        &self,
+        clip_id: &ClipId,
+        grantee: &AgreementPublic,
+    ) -> Result<WrappedFileKey, StoreError> {
+        let record = self.record(clip_id)?;
+        let (_file, prefix, path) = self.open_clip_file(&record)?;
+        let file_key = clip_file::unwrap_key(&prefix, &self.vault, clip_id)
+            .map_err(|fault| self.fault(&record, &path, fault))?;
+        wrap_file_key(
+            &file_key,
+            grantee,
+            clip_id,
+            AgreementSecret::generate(&mut OsRng),
+        )
+        .map_err(|source| StoreError::Grantee {
+            clip_id: *clip_id,
+            source,
+        })
     }
 
     /// Puts a clip on hold: retention keeps it until [`release`](Store::release).
