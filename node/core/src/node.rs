@@ -186,11 +186,45 @@ impl Node {
                 case_number,
                 access,
             } => self.send_request(target, window, reason, case_number, access),
+            Input::FetchCompleted {
+                to,
+                token_id,
+                clip_id,
+                bytes,
+            } => {
+                self.on_fetch_completed(to, token_id, clip_id, bytes);
+                Ok(())
+            }
+            Input::ClipReceived {
+                token_id,
+                clip_id,
+                bytes,
+            } => self.on_clip_received(token_id, clip_id, bytes),
             Input::Timeout => {
                 self.on_timeout();
                 Ok(())
             }
         }
+    }
+
+    /// Continues the audit chain of a restarted node where its durable log ends: the next
+    /// entry gets `next_seq` and links to `last_hash` (the tail the shell's log reports; a
+    /// new log is `0` and [`crate::audit::GENESIS_HASH`]). Call it once, right after
+    /// [`Node::new`] and before any `handle`.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::AuditResume`] if this node already recorded an entry (its chain would
+    /// fork), or if the tail is inconsistent: seq 0 with a non-genesis hash, or a later seq
+    /// with the genesis hash. Nothing changes.
+    pub fn resume_audit(&mut self, next_seq: u64, last_hash: [u8; 32]) -> Result<(), CoreError> {
+        let fresh_chain = next_seq == 0;
+        let genesis = last_hash == crate::audit::GENESIS_HASH;
+        if self.audit.next_seq() != 0 || fresh_chain != genesis {
+            return Err(CoreError::AuditResume);
+        }
+        self.audit = AuditHead::resume(next_seq, last_hash);
+        Ok(())
     }
 
     /// The next output, or `None` when drained.
