@@ -12,7 +12,7 @@
 //! Deliberately absent: signing and storing entries (the shell signs each entry's hash with
 //! `SigningIdentity::sign_audit_entry` and appends it to its durable log) and anchoring the
 //! head, without which dropping the *newest* entries is not detectable. A restarted node
-//! continues the chain from the durable log's tail with [`crate::Node::resume_audit`].
+//! continues the chain from the durable log's last entry with [`crate::Node::resume_audit`].
 
 use porchlight_protocol::validate::MAX_CLIPS_PER_TOKEN;
 use porchlight_protocol::{ClipId, PeerId, RejectCode, RequestId, Timestamp, TokenId};

@@ -31,7 +31,7 @@ pub enum CoreError {
     #[error("no grant under token {0} is held here: it was never received, or it has ended")]
     UnknownGrant(TokenId),
     #[error(
-        "the audit chain can only be resumed before the node records anything, from a consistent tail (seq 0 with the genesis hash, or a later seq with a non-genesis hash)"
+        "the audit chain can only be resumed once, before the node records anything, from an intact last entry"
     )]
     AuditResume,
     #[error("the protocol refuses this {what}: {source}")]

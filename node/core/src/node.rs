@@ -16,7 +16,7 @@ use porchlight_protocol::{
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::audit::{AuditEvent, AuditHead};
+use crate::audit::{AuditEntry, AuditEvent, AuditHead};
 use crate::catalog::Catalog;
 use crate::config::NodeConfig;
 use crate::error::{CoreError, Misbehavior, MisbehaviorCause};
@@ -208,22 +208,24 @@ impl Node {
     }
 
     /// Continues the audit chain of a restarted node where its durable log ends: the next
-    /// entry gets `next_seq` and links to `last_hash` (the tail the shell's log reports; a
-    /// new log is `0` and [`crate::audit::GENESIS_HASH`]). Call it once, right after
-    /// [`Node::new`] and before any `handle`.
+    /// entry gets `last.seq + 1` and links to `last.hash`, and the node's clock is raised to
+    /// `last.at` if it is behind, so entries stay in time order even if the wall clock went
+    /// back while the node was down. Call it once, right after [`Node::new`] and before any
+    /// `handle`, with the last entry of the durable log (an empty log needs no call).
     ///
     /// # Errors
     ///
     /// [`CoreError::AuditResume`] if this node already recorded an entry (its chain would
-    /// fork), or if the tail is inconsistent: seq 0 with a non-genesis hash, or a later seq
-    /// with the genesis hash. Nothing changes.
-    pub fn resume_audit(&mut self, next_seq: u64, last_hash: [u8; 32]) -> Result<(), CoreError> {
-        let fresh_chain = next_seq == 0;
-        let genesis = last_hash == crate::audit::GENESIS_HASH;
-        if self.audit.next_seq() != 0 || fresh_chain != genesis {
+    /// fork), if `last.hash` is not the hash of its fields, or if its seq is the last one
+    /// possible. Nothing changes.
+    pub fn resume_audit(&mut self, last: &AuditEntry) -> Result<(), CoreError> {
+        let hash = AuditEntry::compute_hash(last.seq, last.at, &last.prev_hash, &last.event);
+        let next_seq = last.seq.checked_add(1).ok_or(CoreError::AuditResume)?;
+        if self.audit.next_seq() != 0 || hash != last.hash {
             return Err(CoreError::AuditResume);
         }
-        self.audit = AuditHead::resume(next_seq, last_hash);
+        self.audit = AuditHead::resume(next_seq, last.hash);
+        self.now = self.now.max(last.at);
         Ok(())
     }
 

@@ -6,7 +6,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::*;
-use porchlight_core::audit::{AuditEvent, GENESIS_HASH};
+use porchlight_core::audit::AuditEvent;
 use porchlight_core::{AuditEntry, CoreError, Input, Node, NodeConfig, Output, verify_chain};
 use porchlight_protocol::{ConsentToken, Signed, TokenId};
 
@@ -198,9 +198,7 @@ fn a_resumed_node_continues_the_chain_of_its_durable_log() {
 
     // The restarted owner: a fresh core resumed from the log's tail.
     let mut owner = Node::new(NodeConfig::default(), identity(OWNER), [33; 32], t(10));
-    owner
-        .resume_audit(last.seq + 1, last.hash)
-        .expect("a fresh node resumes");
+    owner.resume_audit(last).expect("a fresh node resumes");
     let requester = Node::new(NodeConfig::default(), identity(REQUESTER), [44; 32], t(10));
     let mut pair = Pair::new(NodeConfig::default(), NodeConfig::default());
     // Keep the harness's clips: move them into the resumed owner by replaying ClipAdded.
@@ -239,26 +237,67 @@ fn a_resumed_node_continues_the_chain_of_its_durable_log() {
 }
 
 #[test]
-fn resuming_is_refused_after_recording_or_from_an_inconsistent_tail() {
-    let mut node = Node::new(NodeConfig::default(), identity(OWNER), [1; 32], t(0));
-    assert_eq!(
-        node.resume_audit(0, [7; 32]),
-        Err(CoreError::AuditResume),
-        "seq 0 links to the genesis hash only"
-    );
-    assert_eq!(
-        node.resume_audit(5, GENESIS_HASH),
-        Err(CoreError::AuditResume),
-        "a later entry never links to the genesis hash"
-    );
-    node.resume_audit(0, GENESIS_HASH)
-        .expect("an empty log is a fresh chain");
+fn a_resumed_node_never_dates_an_entry_before_the_log_ends() {
+    // The wall clock went back an hour while the node was down.
+    let mut first = Node::new(NodeConfig::default(), identity(OWNER), [1; 32], t(3600));
+    first
+        .handle(t(3600), ask(identity(REQUESTER).peer_id()))
+        .expect("valid request");
+    let entries = audit_entries(&first.drain());
+    let last = entries.last().expect("a request sent");
+    let mut restarted = Node::new(NodeConfig::default(), identity(OWNER), [2; 32], t(0));
+    restarted.resume_audit(last).expect("a fresh node resumes");
+    assert_eq!(restarted.now(), t(3600));
+    restarted
+        .handle(t(0), ask(identity(REQUESTER).peer_id()))
+        .expect("valid request");
+    let whole: Vec<_> = entries
+        .iter()
+        .cloned()
+        .chain(audit_entries(&restarted.drain()))
+        .collect();
+    assert_eq!(whole.len(), 2);
+    assert_eq!(verify_chain(&whole), Ok(()));
+}
 
-    let mut pair = Pair::new(NodeConfig::default(), NodeConfig::default());
-    pair.ask_and_prompt();
+#[test]
+fn resuming_is_refused_after_recording_or_from_a_damaged_entry() {
+    let mut source = Node::new(NodeConfig::default(), identity(OWNER), [1; 32], t(0));
+    source
+        .handle(t(0), ask(identity(REQUESTER).peer_id()))
+        .expect("valid request");
+    let last = audit_entries(&source.drain())
+        .pop()
+        .expect("a request sent");
+
+    let mut node = Node::new(NodeConfig::default(), identity(OWNER), [2; 32], t(0));
+    let mut edited = last.clone();
+    edited.seq += 1;
     assert_eq!(
-        pair.owner.resume_audit(9, [7; 32]),
+        node.resume_audit(&edited),
         Err(CoreError::AuditResume),
-        "the owner already recorded the request: resuming now would fork its chain"
+        "an entry whose hash does not match its fields"
     );
+    let mut last_possible = last.clone();
+    last_possible.seq = u64::MAX;
+    last_possible.hash = AuditEntry::compute_hash(
+        u64::MAX,
+        last.at,
+        &last_possible.prev_hash,
+        &last_possible.event,
+    );
+    assert_eq!(
+        node.resume_audit(&last_possible),
+        Err(CoreError::AuditResume),
+        "no seq can follow it"
+    );
+    node.resume_audit(&last).expect("an intact entry");
+    assert_eq!(
+        node.resume_audit(&last),
+        Err(CoreError::AuditResume),
+        "only once"
+    );
+
+    // A node that already recorded something would fork its chain.
+    assert_eq!(source.resume_audit(&last), Err(CoreError::AuditResume));
 }
