@@ -638,38 +638,51 @@ pub enum AuditError {
 pub fn verify_chain(entries: &[AuditEntry]) -> Result<(), AuditError> {
     let mut previous: Option<&AuditEntry> = None;
     for (index, entry) in entries.iter().enumerate() {
-        let expected_hash =
-            AuditEntry::compute_hash(entry.seq, entry.at, &entry.prev_hash, &entry.event);
-        if expected_hash != entry.hash {
-            return Err(AuditError::BadHash { index });
-        }
-        match previous {
-            None => {
-                if entry.seq != 0 || entry.prev_hash != GENESIS_HASH {
-                    return Err(AuditError::BadStart {
-                        index,
-                        seq: entry.seq,
-                    });
-                }
-            }
-            Some(before) => {
-                let expected = before.seq.wrapping_add(1);
-                if entry.seq != expected {
-                    return Err(AuditError::SeqGap {
-                        index,
-                        expected,
-                        found: entry.seq,
-                    });
-                }
-                if entry.prev_hash != before.hash {
-                    return Err(AuditError::BrokenLink { index });
-                }
-                if entry.at < before.at {
-                    return Err(AuditError::TimeWentBackwards { index });
-                }
-            }
-        }
+        check_entry(index, previous, entry)?;
         previous = Some(entry);
+    }
+    Ok(())
+}
+
+/// Checks one entry of a chain read in order, as [`verify_chain`] does for each: its hash
+/// matches its fields, and it follows `previous` (or, for `None`, starts the chain). For a
+/// reader that checks entries as it reads them; `index` is the entry's position, for the
+/// error.
+pub fn check_entry(
+    index: usize,
+    previous: Option<&AuditEntry>,
+    entry: &AuditEntry,
+) -> Result<(), AuditError> {
+    let expected_hash =
+        AuditEntry::compute_hash(entry.seq, entry.at, &entry.prev_hash, &entry.event);
+    if expected_hash != entry.hash {
+        return Err(AuditError::BadHash { index });
+    }
+    match previous {
+        None => {
+            if entry.seq != 0 || entry.prev_hash != GENESIS_HASH {
+                return Err(AuditError::BadStart {
+                    index,
+                    seq: entry.seq,
+                });
+            }
+        }
+        Some(before) => {
+            let expected = before.seq.wrapping_add(1);
+            if entry.seq != expected {
+                return Err(AuditError::SeqGap {
+                    index,
+                    expected,
+                    found: entry.seq,
+                });
+            }
+            if entry.prev_hash != before.hash {
+                return Err(AuditError::BrokenLink { index });
+            }
+            if entry.at < before.at {
+                return Err(AuditError::TimeWentBackwards { index });
+            }
+        }
     }
     Ok(())
 }
