@@ -5,6 +5,7 @@
 //! Each shell translates between the world and protocol types; none of them decides policy.
 
 pub mod api;
+pub mod audit_log;
 pub mod capture;
 pub mod cli;
 pub mod clock;
