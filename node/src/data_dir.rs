@@ -8,6 +8,7 @@
 //!   trust.toml     the authority trust roots the owner chose (`porchlight trust`; 0600)
 //!   api.json       where the running daemon's HTTP API listens (written by the daemon)
 //!   api-token      the admin token for that API (0600, written by the daemon)
+//!   audit.log      the signed, hash-chained audit log (0600, appended by the daemon)
 //!   index/         the store's sled index
 //!   clips/         sealed clip files, the store's source of truth
 //! ```
@@ -77,6 +78,11 @@ impl DataDir {
 
     pub fn api_token(&self) -> PathBuf {
         self.root.join("api-token")
+    }
+
+    /// The audit log (spec/wire.md#audit-log-file).
+    pub fn audit_log(&self) -> PathBuf {
+        self.root.join(crate::audit_log::AUDIT_LOG_FILE)
     }
 
     /// Checks the directory exists, is a directory, and belongs to the user running us.

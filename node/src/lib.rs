@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod authority;
+pub mod audit_log;
 pub mod capture;
 pub mod cli;
 pub mod clock;

@@ -13,6 +13,8 @@
 //!
 //! - [`identity`], [`agreement`]: Ed25519 identities (the libp2p key; [`PeerId`]) and X25519
 //!   vault and reply keys.
+//! - [`audit_signature`]: the node's signature on its audit log entries, under its own
+//!   domain.
 //! - [`envelope`]: one signed envelope for every message kind, each kind with its own
 //!   signature domain; [`Signed::verify`] checks size, version, kind, encoding, signature,
 //!   rules and time, in that order.
@@ -30,6 +32,7 @@
 mod codec;
 
 pub mod agreement;
+pub mod audit_signature;
 pub mod clip;
 pub mod credential;
 pub mod decision;
@@ -47,6 +50,7 @@ pub mod validate;
 pub mod wrap;
 
 pub use agreement::{AgreementPublic, AgreementSecret};
+pub use audit_signature::AUDIT_ENTRY_SIGNATURE_DOMAIN;
 pub use clip::{ClipHeader, ClipId, FileKey};
 pub use credential::{
     AuthorityCredential, AuthorityRole, VerifiedAuthority, verify_credential_chain,

@@ -5,10 +5,16 @@
 //! makes them durable; the core keeps only the head (next `seq` and last hash). Each entry's
 //! hash covers its position, time, predecessor's hash and event, in the fixed encoding of
 //! [`AuditEntry::canonical_bytes`], so [`verify_chain`] detects an edited, removed or
-//! reordered entry. Deliberately absent for now: signing entries with the node key (the
-//! protocol keeps `SigningIdentity::sign` crate-private, so it needs a protocol API first)
-//! and anchoring the head, without which dropping the *newest* entries is not detectable.
+//! reordered entry. [`AuditEntry::from_canonical_bytes`] is the strict inverse of that
+//! encoding, so a shell can store the bytes and a verifier can read them back without
+//! trusting anything but the bytes (the file format is spec/wire.md#audit-log-file).
+//!
+//! Deliberately absent: signing and storing entries (the shell signs each entry's hash with
+//! `SigningIdentity::sign_audit_entry` and appends it to its durable log) and anchoring the
+//! head, without which dropping the *newest* entries is not detectable. A restarted node
+//! continues the chain from the durable log's last entry with [`crate::Node::resume_audit`].
 
+use porchlight_protocol::validate::MAX_CLIPS_PER_TOKEN;
 use porchlight_protocol::{ClipId, PeerId, RejectCode, RequestId, Timestamp, TokenId};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -18,6 +24,15 @@ pub const AUDIT_ENTRY_DOMAIN: &[u8] = b"porchlight/v1/audit-entry";
 
 /// The `prev_hash` of the first entry.
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
+
+/// Most clips a `Granted` entry may list: a token's limit.
+pub const MAX_AUDIT_CLIPS: usize = MAX_CLIPS_PER_TOKEN;
+
+/// Longest canonical entry: the fixed prefix (domain, seq, at, prev_hash, tag) and the
+/// largest event, a `Granted` with [`MAX_AUDIT_CLIPS`] clips. A reader can refuse anything
+/// longer before allocating.
+pub const MAX_CANONICAL_LEN: usize =
+    AUDIT_ENTRY_DOMAIN.len() + 8 + 8 + 32 + 1 + (32 + 16 + 32 + 4 + 32 * MAX_AUDIT_CLIPS + 8 + 2);
 
 /// What happened to an incoming request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +116,19 @@ pub enum AuditEvent {
         why: GrantEnd,
         deleted: bool,
     },
+    /// The owner side finished streaming a clip to `peer`: `bytes` left this home.
+    FetchCompleted {
+        token_id: TokenId,
+        clip_id: ClipId,
+        peer: PeerId,
+        bytes: u64,
+    },
+    /// The requester side stored a clip it received under a grant.
+    ClipReceived {
+        token_id: TokenId,
+        clip_id: ClipId,
+        bytes: u64,
+    },
 }
 
 /// One link of the chain.
@@ -126,6 +154,21 @@ impl AuditEntry {
     /// enum tags as one byte, a clip list as a u32 count then each 32-byte id. No field has
     /// variable length except that list, which is length-prefixed, so the layout is
     /// unambiguous. Tags are part of the format: never renumber them.
+    ///
+    /// | tag | event | fields after the tag |
+    /// |---|---|---|
+    /// | 1 | `RequestReceived` | request id 32, requester 32, verified 1, outcome 1 (1..=6) |
+    /// | 2 | `RequestSent` | request id 32, area 1 |
+    /// | 3 | `Granted` | request id 32, token id 16, grantee 32, count u32, clips 32 each, not_after 8, retain 1, by_rule 1 |
+    /// | 4 | `Denied` | request id 32, message_sent 1 |
+    /// | 5 | `FetchServed` | token id 16, clip id 32, peer 32 |
+    /// | 6 | `FetchRefused` | peer 32, reject code 1 (1..=5) |
+    /// | 7 | `Revoked` | token id 16, grantee 32 |
+    /// | 8 | `GrantReceived` | request id 32, token id 16, owner 32 |
+    /// | 9 | `DenialReceived` | request id 32, owner 32 |
+    /// | 10 | `GrantEnded` | token id 16, why 1 (1 expired, 2 revoked), deleted 1 |
+    /// | 11 | `FetchCompleted` | token id 16, clip id 32, peer 32, bytes u64 |
+    /// | 12 | `ClipReceived` | token id 16, clip id 32, bytes u64 |
     pub fn canonical_bytes(
         seq: u64,
         at: Timestamp,
@@ -149,6 +192,124 @@ impl AuditEntry {
         event: &AuditEvent,
     ) -> [u8; 32] {
         Sha256::digest(AuditEntry::canonical_bytes(seq, at, prev_hash, event)).into()
+    }
+
+    /// This entry's [`AuditEntry::canonical_bytes`].
+    pub fn to_canonical_bytes(&self) -> Vec<u8> {
+        AuditEntry::canonical_bytes(self.seq, self.at, &self.prev_hash, &self.event)
+    }
+
+    /// Decodes [`AuditEntry::canonical_bytes`], strictly: the exact inverse, so a decoded
+    /// entry re-encodes to the same bytes. Rejects a wrong domain, an unknown tag or code, a
+    /// bool that is not 0 or 1, more clips than a token may hold, truncated input and
+    /// trailing bytes, without panicking on any input. `hash` is the SHA-256 of `bytes`;
+    /// whether it matches a stored hash or links to a predecessor is for the caller (and
+    /// [`verify_chain`]) to check.
+    pub fn from_canonical_bytes(bytes: &[u8]) -> Result<AuditEntry, AuditDecodeError> {
+        if bytes.len() > MAX_CANONICAL_LEN {
+            return Err(AuditDecodeError::TooLong {
+                len: bytes.len(),
+                max: MAX_CANONICAL_LEN,
+            });
+        }
+        let mut reader = Reader { rest: bytes };
+        let domain: [u8; AUDIT_ENTRY_DOMAIN.len()] = reader.take()?;
+        if domain != AUDIT_ENTRY_DOMAIN {
+            return Err(AuditDecodeError::WrongDomain);
+        }
+        let seq = reader.u64()?;
+        let at = reader.time()?;
+        let prev_hash = reader.take()?;
+        let event = decode_event(&mut reader)?;
+        if !reader.rest.is_empty() {
+            return Err(AuditDecodeError::TrailingBytes {
+                extra: reader.rest.len(),
+            });
+        }
+        Ok(AuditEntry {
+            seq,
+            at,
+            prev_hash,
+            event,
+            hash: Sha256::digest(bytes).into(),
+        })
+    }
+}
+
+/// Why bytes are not a canonical audit entry. Every variant means the bytes were not written
+/// by [`AuditEntry::canonical_bytes`]: damaged or forged.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum AuditDecodeError {
+    #[error("audit entry is {len} bytes, more than the longest possible ({max})")]
+    TooLong { len: usize, max: usize },
+    #[error("audit entry does not start with the audit domain")]
+    WrongDomain,
+    #[error("audit entry is truncated")]
+    Truncated,
+    #[error("audit entry has unknown event tag {0}")]
+    UnknownEvent(u8),
+    #[error("audit entry has invalid {field} byte {byte}")]
+    BadValue { field: &'static str, byte: u8 },
+    #[error("audit entry lists {count} clips, more than the limit of {max}")]
+    TooManyClips { count: u32, max: usize },
+    #[error("audit entry has {extra} trailing bytes after its end")]
+    TrailingBytes { extra: usize },
+}
+
+/// A cursor over canonical bytes that never reads past the end.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], AuditDecodeError> {
+        let (head, tail) = self
+            .rest
+            .split_first_chunk::<N>()
+            .ok_or(AuditDecodeError::Truncated)?;
+        self.rest = tail;
+        Ok(*head)
+    }
+
+    fn u8(&mut self) -> Result<u8, AuditDecodeError> {
+        self.take::<1>().map(|[byte]| byte)
+    }
+
+    fn u32(&mut self) -> Result<u32, AuditDecodeError> {
+        self.take().map(u32::from_be_bytes)
+    }
+
+    fn u64(&mut self) -> Result<u64, AuditDecodeError> {
+        self.take().map(u64::from_be_bytes)
+    }
+
+    fn time(&mut self) -> Result<Timestamp, AuditDecodeError> {
+        self.u64().map(Timestamp::from_unix_millis)
+    }
+
+    fn bool(&mut self, field: &'static str) -> Result<bool, AuditDecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            byte => Err(AuditDecodeError::BadValue { field, byte }),
+        }
+    }
+
+    fn request_id(&mut self) -> Result<RequestId, AuditDecodeError> {
+        self.take().map(RequestId::from_bytes)
+    }
+
+    fn token_id(&mut self) -> Result<TokenId, AuditDecodeError> {
+        self.take().map(TokenId::from_bytes)
+    }
+
+    fn clip_id(&mut self) -> Result<ClipId, AuditDecodeError> {
+        self.take().map(ClipId::from_bytes)
+    }
+
+    fn peer(&mut self) -> Result<PeerId, AuditDecodeError> {
+        self.take().map(PeerId::from_public_key_bytes)
     }
 }
 
@@ -264,7 +425,145 @@ fn encode_event(out: &mut Vec<u8>, event: &AuditEvent) {
             });
             put_bool(out, *deleted);
         }
+        AuditEvent::FetchCompleted {
+            token_id,
+            clip_id,
+            peer,
+            bytes,
+        } => {
+            out.push(11);
+            out.extend_from_slice(token_id.as_bytes());
+            out.extend_from_slice(clip_id.as_bytes());
+            out.extend_from_slice(peer.public_key_bytes());
+            out.extend_from_slice(&bytes.to_be_bytes());
+        }
+        AuditEvent::ClipReceived {
+            token_id,
+            clip_id,
+            bytes,
+        } => {
+            out.push(12);
+            out.extend_from_slice(token_id.as_bytes());
+            out.extend_from_slice(clip_id.as_bytes());
+            out.extend_from_slice(&bytes.to_be_bytes());
+        }
     }
+}
+
+/// The inverse of [`encode_event`]: every field in the same order, every code checked.
+fn decode_event(reader: &mut Reader<'_>) -> Result<AuditEvent, AuditDecodeError> {
+    let event = match reader.u8()? {
+        1 => AuditEvent::RequestReceived {
+            request_id: reader.request_id()?,
+            requester: reader.peer()?,
+            verified: reader.bool("verified")?,
+            outcome: match reader.u8()? {
+                1 => RequestOutcome::Prompted,
+                2 => RequestOutcome::NoMatchingClips,
+                3 => RequestOutcome::Blocked,
+                4 => RequestOutcome::DeniedUnverified,
+                5 => RequestOutcome::DeniedNoCaseNumber,
+                6 => RequestOutcome::PreAuthorized,
+                byte => {
+                    return Err(AuditDecodeError::BadValue {
+                        field: "outcome",
+                        byte,
+                    });
+                }
+            },
+        },
+        2 => AuditEvent::RequestSent {
+            request_id: reader.request_id()?,
+            area: reader.bool("area")?,
+        },
+        3 => {
+            let request_id = reader.request_id()?;
+            let token_id = reader.token_id()?;
+            let grantee = reader.peer()?;
+            let count = reader.u32()?;
+            let too_many = AuditDecodeError::TooManyClips {
+                count,
+                max: MAX_AUDIT_CLIPS,
+            };
+            let count = usize::try_from(count).map_err(|_| too_many.clone())?;
+            if count > MAX_AUDIT_CLIPS {
+                return Err(too_many);
+            }
+            let mut clips = Vec::with_capacity(count);
+            for _ in 0..count {
+                clips.push(reader.clip_id()?);
+            }
+            AuditEvent::Granted {
+                request_id,
+                token_id,
+                grantee,
+                clips,
+                not_after: reader.time()?,
+                retain: reader.bool("retain")?,
+                by_rule: reader.bool("by_rule")?,
+            }
+        }
+        4 => AuditEvent::Denied {
+            request_id: reader.request_id()?,
+            message_sent: reader.bool("message_sent")?,
+        },
+        5 => AuditEvent::FetchServed {
+            token_id: reader.token_id()?,
+            clip_id: reader.clip_id()?,
+            peer: reader.peer()?,
+        },
+        6 => AuditEvent::FetchRefused {
+            peer: reader.peer()?,
+            code: {
+                let byte = reader.u8()?;
+                // from_byte maps unknown codes to Malformed; only an exact round trip is
+                // canonical.
+                let code = RejectCode::from_byte(byte);
+                if code.to_byte() != byte {
+                    return Err(AuditDecodeError::BadValue {
+                        field: "reject code",
+                        byte,
+                    });
+                }
+                code
+            },
+        },
+        7 => AuditEvent::Revoked {
+            token_id: reader.token_id()?,
+            grantee: reader.peer()?,
+        },
+        8 => AuditEvent::GrantReceived {
+            request_id: reader.request_id()?,
+            token_id: reader.token_id()?,
+            owner: reader.peer()?,
+        },
+        9 => AuditEvent::DenialReceived {
+            request_id: reader.request_id()?,
+            owner: reader.peer()?,
+        },
+        10 => AuditEvent::GrantEnded {
+            token_id: reader.token_id()?,
+            why: match reader.u8()? {
+                1 => GrantEnd::Expired,
+                2 => GrantEnd::Revoked,
+                byte => return Err(AuditDecodeError::BadValue { field: "why", byte }),
+            },
+            deleted: reader.bool("deleted")?,
+        },
+        11 => AuditEvent::FetchCompleted {
+            token_id: reader.token_id()?,
+            clip_id: reader.clip_id()?,
+            peer: reader.peer()?,
+            bytes: reader.u64()?,
+        },
+        12 => AuditEvent::ClipReceived {
+            token_id: reader.token_id()?,
+            clip_id: reader.clip_id()?,
+            bytes: reader.u64()?,
+        },
+        tag => return Err(AuditDecodeError::UnknownEvent(tag)),
+    };
+    Ok(event)
 }
 
 /// The head of the chain: what the next entry links to.
@@ -276,10 +575,20 @@ pub(crate) struct AuditHead {
 
 impl AuditHead {
     pub(crate) fn new() -> AuditHead {
+        AuditHead::resume(0, GENESIS_HASH)
+    }
+
+    /// A head that continues a chain whose last entry has `next_seq - 1` and `last_hash`.
+    pub(crate) fn resume(next_seq: u64, last_hash: [u8; 32]) -> AuditHead {
         AuditHead {
-            next_seq: 0,
-            last_hash: GENESIS_HASH,
+            next_seq,
+            last_hash,
         }
+    }
+
+    /// The seq the next entry will carry.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next_seq
     }
 
     /// Builds the next entry and advances the head.
@@ -329,38 +638,51 @@ pub enum AuditError {
 pub fn verify_chain(entries: &[AuditEntry]) -> Result<(), AuditError> {
     let mut previous: Option<&AuditEntry> = None;
     for (index, entry) in entries.iter().enumerate() {
-        let expected_hash =
-            AuditEntry::compute_hash(entry.seq, entry.at, &entry.prev_hash, &entry.event);
-        if expected_hash != entry.hash {
-            return Err(AuditError::BadHash { index });
-        }
-        match previous {
-            None => {
-                if entry.seq != 0 || entry.prev_hash != GENESIS_HASH {
-                    return Err(AuditError::BadStart {
-                        index,
-                        seq: entry.seq,
-                    });
-                }
-            }
-            Some(before) => {
-                let expected = before.seq.wrapping_add(1);
-                if entry.seq != expected {
-                    return Err(AuditError::SeqGap {
-                        index,
-                        expected,
-                        found: entry.seq,
-                    });
-                }
-                if entry.prev_hash != before.hash {
-                    return Err(AuditError::BrokenLink { index });
-                }
-                if entry.at < before.at {
-                    return Err(AuditError::TimeWentBackwards { index });
-                }
-            }
-        }
+        check_entry(index, previous, entry)?;
         previous = Some(entry);
+    }
+    Ok(())
+}
+
+/// Checks one entry of a chain read in order, as [`verify_chain`] does for each: its hash
+/// matches its fields, and it follows `previous` (or, for `None`, starts the chain). For a
+/// reader that checks entries as it reads them; `index` is the entry's position, for the
+/// error.
+pub fn check_entry(
+    index: usize,
+    previous: Option<&AuditEntry>,
+    entry: &AuditEntry,
+) -> Result<(), AuditError> {
+    let expected_hash =
+        AuditEntry::compute_hash(entry.seq, entry.at, &entry.prev_hash, &entry.event);
+    if expected_hash != entry.hash {
+        return Err(AuditError::BadHash { index });
+    }
+    match previous {
+        None => {
+            if entry.seq != 0 || entry.prev_hash != GENESIS_HASH {
+                return Err(AuditError::BadStart {
+                    index,
+                    seq: entry.seq,
+                });
+            }
+        }
+        Some(before) => {
+            let expected = before.seq.wrapping_add(1);
+            if entry.seq != expected {
+                return Err(AuditError::SeqGap {
+                    index,
+                    expected,
+                    found: entry.seq,
+                });
+            }
+            if entry.prev_hash != before.hash {
+                return Err(AuditError::BrokenLink { index });
+            }
+            if entry.at < before.at {
+                return Err(AuditError::TimeWentBackwards { index });
+            }
+        }
     }
     Ok(())
 }
@@ -484,5 +806,453 @@ mod tests {
         expected.extend_from_slice(&[7; 32]);
         expected.push(1);
         assert_eq!(bytes, expected);
+    }
+
+    fn peer(n: u8) -> PeerId {
+        PeerId::from_public_key_bytes([n; 32])
+    }
+
+    /// One event of every tag.
+    fn every_event() -> Vec<AuditEvent> {
+        let request_id = RequestId::from_bytes([1; 32]);
+        let token_id = TokenId::from_bytes([2; 16]);
+        let clip_id = ClipId::from_bytes([3; 32]);
+        vec![
+            AuditEvent::RequestReceived {
+                request_id,
+                requester: peer(4),
+                verified: true,
+                outcome: RequestOutcome::PreAuthorized,
+            },
+            AuditEvent::RequestSent {
+                request_id,
+                area: false,
+            },
+            AuditEvent::Granted {
+                request_id,
+                token_id,
+                grantee: peer(5),
+                clips: vec![clip_id, ClipId::from_bytes([6; 32])],
+                not_after: Timestamp::from_unix_millis(77),
+                retain: true,
+                by_rule: false,
+            },
+            AuditEvent::Denied {
+                request_id,
+                message_sent: true,
+            },
+            AuditEvent::FetchServed {
+                token_id,
+                clip_id,
+                peer: peer(5),
+            },
+            AuditEvent::FetchRefused {
+                peer: peer(5),
+                code: RejectCode::OutOfWindow,
+            },
+            AuditEvent::Revoked {
+                token_id,
+                grantee: peer(5),
+            },
+            AuditEvent::GrantReceived {
+                request_id,
+                token_id,
+                owner: peer(7),
+            },
+            AuditEvent::DenialReceived {
+                request_id,
+                owner: peer(7),
+            },
+            AuditEvent::GrantEnded {
+                token_id,
+                why: GrantEnd::Revoked,
+                deleted: true,
+            },
+            AuditEvent::FetchCompleted {
+                token_id,
+                clip_id,
+                peer: peer(5),
+                bytes: 1 << 40,
+            },
+            AuditEvent::ClipReceived {
+                token_id,
+                clip_id,
+                bytes: 12_345,
+            },
+        ]
+    }
+
+    fn encoded(event: &AuditEvent) -> Vec<u8> {
+        AuditEntry::canonical_bytes(9, Timestamp::from_unix_millis(10), &[8; 32], event)
+    }
+
+    /// Offset of the event tag in canonical bytes.
+    const TAG_AT: usize = AUDIT_ENTRY_DOMAIN.len() + 8 + 8 + 32;
+
+    #[test]
+    fn every_event_round_trips_with_its_hash() {
+        for (index, event) in every_event().into_iter().enumerate() {
+            let bytes = encoded(&event);
+            assert_eq!(
+                usize::from(bytes[TAG_AT]),
+                index + 1,
+                "tags are 1..=12 in order"
+            );
+            let entry = AuditEntry::from_canonical_bytes(&bytes).unwrap();
+            assert_eq!(entry.event, event);
+            assert_eq!((entry.seq, entry.prev_hash), (9, [8; 32]));
+            assert_eq!(entry.at, Timestamp::from_unix_millis(10));
+            assert_eq!(
+                entry.hash,
+                AuditEntry::compute_hash(9, entry.at, &[8; 32], &event)
+            );
+            assert_eq!(entry.to_canonical_bytes(), bytes);
+        }
+    }
+
+    #[test]
+    fn the_new_events_are_encoded_as_specified() {
+        let token_id = TokenId::from_bytes([2; 16]);
+        let clip_id = ClipId::from_bytes([3; 32]);
+        let bytes = encoded(&AuditEvent::FetchCompleted {
+            token_id,
+            clip_id,
+            peer: peer(5),
+            bytes: 0x0102,
+        });
+        let mut expected = vec![11];
+        expected.extend_from_slice(&[2; 16]);
+        expected.extend_from_slice(&[3; 32]);
+        expected.extend_from_slice(&[5; 32]);
+        expected.extend_from_slice(&0x0102u64.to_be_bytes());
+        assert_eq!(&bytes[TAG_AT..], &expected[..]);
+
+        let bytes = encoded(&AuditEvent::ClipReceived {
+            token_id,
+            clip_id,
+            bytes: 7,
+        });
+        let mut expected = vec![12];
+        expected.extend_from_slice(&[2; 16]);
+        expected.extend_from_slice(&[3; 32]);
+        expected.extend_from_slice(&7u64.to_be_bytes());
+        assert_eq!(&bytes[TAG_AT..], &expected[..]);
+    }
+
+    #[test]
+    fn every_truncation_is_rejected() {
+        for event in every_event() {
+            let bytes = encoded(&event);
+            for len in 0..bytes.len() {
+                let result = AuditEntry::from_canonical_bytes(&bytes[..len]);
+                assert!(
+                    matches!(
+                        result,
+                        Err(AuditDecodeError::Truncated | AuditDecodeError::WrongDomain)
+                    ),
+                    "{event:?} cut at {len}: {result:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected() {
+        let mut bytes = encoded(&every_event()[0]);
+        bytes.push(0);
+        assert_eq!(
+            AuditEntry::from_canonical_bytes(&bytes),
+            Err(AuditDecodeError::TrailingBytes { extra: 1 })
+        );
+    }
+
+    #[test]
+    fn a_wrong_domain_is_rejected() {
+        let mut bytes = encoded(&every_event()[0]);
+        bytes[0] ^= 1;
+        assert_eq!(
+            AuditEntry::from_canonical_bytes(&bytes),
+            Err(AuditDecodeError::WrongDomain)
+        );
+    }
+
+    #[test]
+    fn unknown_tags_and_codes_are_rejected() {
+        let mut bytes = encoded(&every_event()[1]);
+        for tag in [0, 13, 255] {
+            bytes[TAG_AT] = tag;
+            assert_eq!(
+                AuditEntry::from_canonical_bytes(&bytes),
+                Err(AuditDecodeError::UnknownEvent(tag))
+            );
+        }
+        // RequestReceived's outcome is its last byte; 7 is not an outcome.
+        let mut bytes = encoded(&every_event()[0]);
+        *bytes.last_mut().unwrap() = 7;
+        assert_eq!(
+            AuditEntry::from_canonical_bytes(&bytes),
+            Err(AuditDecodeError::BadValue {
+                field: "outcome",
+                byte: 7
+            })
+        );
+        // FetchRefused's reject code: 0 would read back as Malformed (1) if decoded leniently.
+        let mut bytes = encoded(&every_event()[5]);
+        *bytes.last_mut().unwrap() = 0;
+        assert_eq!(
+            AuditEntry::from_canonical_bytes(&bytes),
+            Err(AuditDecodeError::BadValue {
+                field: "reject code",
+                byte: 0
+            })
+        );
+        // A bool must be 0 or 1.
+        let mut bytes = encoded(&every_event()[1]);
+        *bytes.last_mut().unwrap() = 2;
+        assert_eq!(
+            AuditEntry::from_canonical_bytes(&bytes),
+            Err(AuditDecodeError::BadValue {
+                field: "area",
+                byte: 2
+            })
+        );
+    }
+
+    #[test]
+    fn an_absurd_clip_count_is_rejected_before_allocating() {
+        let mut bytes = encoded(&every_event()[2]);
+        let count_at = TAG_AT + 1 + 32 + 16 + 32;
+        assert_eq!(&bytes[count_at..count_at + 4], &2u32.to_be_bytes());
+        for count in [u32::MAX, 257] {
+            bytes[count_at..count_at + 4].copy_from_slice(&count.to_be_bytes());
+            assert_eq!(
+                AuditEntry::from_canonical_bytes(&bytes),
+                Err(AuditDecodeError::TooManyClips {
+                    count,
+                    max: MAX_AUDIT_CLIPS
+                })
+            );
+        }
+        // A count the bytes do not hold is a truncation, not a panic.
+        bytes[count_at..count_at + 4].copy_from_slice(&200u32.to_be_bytes());
+        assert_eq!(
+            AuditEntry::from_canonical_bytes(&bytes),
+            Err(AuditDecodeError::Truncated)
+        );
+    }
+
+    #[test]
+    fn the_longest_entry_fits_the_limit_and_one_more_byte_does_not() {
+        let event = AuditEvent::Granted {
+            request_id: RequestId::from_bytes([1; 32]),
+            token_id: TokenId::from_bytes([2; 16]),
+            grantee: peer(5),
+            clips: vec![ClipId::from_bytes([3; 32]); MAX_AUDIT_CLIPS],
+            not_after: Timestamp::from_unix_millis(1),
+            retain: false,
+            by_rule: false,
+        };
+        let mut bytes = encoded(&event);
+        assert_eq!(bytes.len(), MAX_CANONICAL_LEN);
+        assert!(AuditEntry::from_canonical_bytes(&bytes).is_ok());
+        bytes.push(0);
+        assert_eq!(
+            AuditEntry::from_canonical_bytes(&bytes),
+            Err(AuditDecodeError::TooLong {
+                len: MAX_CANONICAL_LEN + 1,
+                max: MAX_CANONICAL_LEN
+            })
+        );
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn arb_peer() -> impl Strategy<Value = PeerId> {
+            any::<[u8; 32]>().prop_map(PeerId::from_public_key_bytes)
+        }
+
+        fn arb_request() -> impl Strategy<Value = RequestId> {
+            any::<[u8; 32]>().prop_map(RequestId::from_bytes)
+        }
+
+        fn arb_token() -> impl Strategy<Value = TokenId> {
+            any::<[u8; 16]>().prop_map(TokenId::from_bytes)
+        }
+
+        fn arb_clip() -> impl Strategy<Value = ClipId> {
+            any::<[u8; 32]>().prop_map(ClipId::from_bytes)
+        }
+
+        fn arb_time() -> impl Strategy<Value = Timestamp> {
+            any::<u64>().prop_map(Timestamp::from_unix_millis)
+        }
+
+        fn arb_outcome() -> impl Strategy<Value = RequestOutcome> {
+            prop_oneof![
+                Just(RequestOutcome::Prompted),
+                Just(RequestOutcome::NoMatchingClips),
+                Just(RequestOutcome::Blocked),
+                Just(RequestOutcome::DeniedUnverified),
+                Just(RequestOutcome::DeniedNoCaseNumber),
+                Just(RequestOutcome::PreAuthorized),
+            ]
+        }
+
+        fn arb_code() -> impl Strategy<Value = RejectCode> {
+            (1u8..=5).prop_map(RejectCode::from_byte)
+        }
+
+        fn arb_event() -> impl Strategy<Value = AuditEvent> {
+            prop_oneof![
+                (arb_request(), arb_peer(), any::<bool>(), arb_outcome()).prop_map(
+                    |(request_id, requester, verified, outcome)| AuditEvent::RequestReceived {
+                        request_id,
+                        requester,
+                        verified,
+                        outcome
+                    }
+                ),
+                (arb_request(), any::<bool>())
+                    .prop_map(|(request_id, area)| AuditEvent::RequestSent { request_id, area }),
+                (
+                    arb_request(),
+                    arb_token(),
+                    arb_peer(),
+                    proptest::collection::vec(arb_clip(), 0..=8),
+                    arb_time(),
+                    any::<bool>(),
+                    any::<bool>()
+                )
+                    .prop_map(
+                        |(request_id, token_id, grantee, clips, not_after, retain, by_rule)| {
+                            AuditEvent::Granted {
+                                request_id,
+                                token_id,
+                                grantee,
+                                clips,
+                                not_after,
+                                retain,
+                                by_rule,
+                            }
+                        }
+                    ),
+                (arb_request(), any::<bool>()).prop_map(|(request_id, message_sent)| {
+                    AuditEvent::Denied {
+                        request_id,
+                        message_sent,
+                    }
+                }),
+                (arb_token(), arb_clip(), arb_peer()).prop_map(|(token_id, clip_id, peer)| {
+                    AuditEvent::FetchServed {
+                        token_id,
+                        clip_id,
+                        peer,
+                    }
+                }),
+                (arb_peer(), arb_code())
+                    .prop_map(|(peer, code)| AuditEvent::FetchRefused { peer, code }),
+                (arb_token(), arb_peer())
+                    .prop_map(|(token_id, grantee)| AuditEvent::Revoked { token_id, grantee }),
+                (arb_request(), arb_token(), arb_peer()).prop_map(
+                    |(request_id, token_id, owner)| AuditEvent::GrantReceived {
+                        request_id,
+                        token_id,
+                        owner
+                    }
+                ),
+                (arb_request(), arb_peer()).prop_map(|(request_id, owner)| {
+                    AuditEvent::DenialReceived { request_id, owner }
+                }),
+                (
+                    arb_token(),
+                    prop_oneof![Just(GrantEnd::Expired), Just(GrantEnd::Revoked)],
+                    any::<bool>()
+                )
+                    .prop_map(|(token_id, why, deleted)| AuditEvent::GrantEnded {
+                        token_id,
+                        why,
+                        deleted
+                    }),
+                (arb_token(), arb_clip(), arb_peer(), any::<u64>()).prop_map(
+                    |(token_id, clip_id, peer, bytes)| AuditEvent::FetchCompleted {
+                        token_id,
+                        clip_id,
+                        peer,
+                        bytes
+                    }
+                ),
+                (arb_token(), arb_clip(), any::<u64>()).prop_map(|(token_id, clip_id, bytes)| {
+                    AuditEvent::ClipReceived {
+                        token_id,
+                        clip_id,
+                        bytes,
+                    }
+                }),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn decode_is_the_inverse_of_encode(
+                seq in any::<u64>(),
+                at in arb_time(),
+                prev_hash in any::<[u8; 32]>(),
+                event in arb_event(),
+            ) {
+                let bytes = AuditEntry::canonical_bytes(seq, at, &prev_hash, &event);
+                let entry = AuditEntry::from_canonical_bytes(&bytes).unwrap();
+                prop_assert_eq!(entry.seq, seq);
+                prop_assert_eq!(entry.at, at);
+                prop_assert_eq!(entry.prev_hash, prev_hash);
+                prop_assert_eq!(&entry.event, &event);
+                prop_assert_eq!(entry.hash, AuditEntry::compute_hash(seq, at, &prev_hash, &event));
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic_and_only_canonical_ones_decode(
+                bytes in proptest::collection::vec(any::<u8>(), 0..400),
+            ) {
+                if let Ok(entry) = AuditEntry::from_canonical_bytes(&bytes) {
+                    prop_assert_eq!(entry.to_canonical_bytes(), bytes);
+                }
+            }
+
+            #[test]
+            fn arbitrary_bodies_after_a_valid_prefix_never_panic(
+                header in proptest::collection::vec(any::<u8>(), 48),
+                tag in 0u8..=13,
+                body in proptest::collection::vec(any::<u8>(), 0..200),
+            ) {
+                // Past the domain, so the decoder reaches every event's fields.
+                let mut bytes = AUDIT_ENTRY_DOMAIN.to_vec();
+                bytes.extend_from_slice(&header);
+                bytes.push(tag);
+                bytes.extend_from_slice(&body);
+                if let Ok(entry) = AuditEntry::from_canonical_bytes(&bytes) {
+                    prop_assert_eq!(entry.to_canonical_bytes(), bytes);
+                }
+            }
+
+            #[test]
+            fn damaged_entries_never_panic_and_never_decode_to_another_meaning(
+                event in arb_event(),
+                flip in any::<usize>(),
+                cut in any::<usize>(),
+            ) {
+                let bytes = AuditEntry::canonical_bytes(1, Timestamp::from_unix_millis(2), &[3; 32], &event);
+                let mut flipped = bytes.clone();
+                let at = flip % (flipped.len() * 8);
+                flipped[at / 8] ^= 1 << (at % 8);
+                if let Ok(entry) = AuditEntry::from_canonical_bytes(&flipped) {
+                    prop_assert_eq!(entry.to_canonical_bytes(), flipped);
+                    prop_assert_ne!(entry.hash, AuditEntry::compute_hash(1, Timestamp::from_unix_millis(2), &[3; 32], &event));
+                }
+                let cut = cut % bytes.len();
+                prop_assert!(AuditEntry::from_canonical_bytes(&bytes[..cut]).is_err());
+            }
+        }
     }
 }

@@ -28,6 +28,12 @@ pub enum CoreError {
     UnknownToken(TokenId),
     #[error("token {0} is already revoked")]
     AlreadyRevoked(TokenId),
+    #[error("no grant under token {0} is held here: it was never received, or it has ended")]
+    UnknownGrant(TokenId),
+    #[error(
+        "the audit chain can only be resumed once, before the node records anything, from an intact last entry"
+    )]
+    AuditResume,
     #[error("the protocol refuses this {what}: {source}")]
     Refused {
         what: &'static str,

@@ -57,6 +57,22 @@ pub enum Input {
         case_number: Option<String>,
         access: Duration,
     },
+    /// The shell finished streaming a clip it was told to serve ([`crate::Output::ServeFetch`]):
+    /// `bytes` of it went to `to`. Recorded in the audit log if this node issued the token
+    /// (a token it never issued, or has since forgotten, is ignored).
+    FetchCompleted {
+        to: PeerId,
+        token_id: TokenId,
+        clip_id: ClipId,
+        bytes: u64,
+    },
+    /// The requester side stored a clip it fetched under a grant it holds. Recorded in the
+    /// audit log; a token with no live grant here is a caller mistake.
+    ClipReceived {
+        token_id: TokenId,
+        clip_id: ClipId,
+        bytes: u64,
+    },
     /// The time from [`crate::Node::poll_timeout`] has come.
     Timeout,
 }

@@ -39,7 +39,7 @@ pub mod output;
 mod owner;
 mod requester;
 
-pub use audit::{AuditEntry, AuditError, AuditEvent, verify_chain};
+pub use audit::{AuditDecodeError, AuditEntry, AuditError, AuditEvent, check_entry, verify_chain};
 pub use config::{BucketConfig, NodeConfig, PreAuthorization, RateLimits, StandingRules};
 pub use error::{CoreError, Misbehavior, MisbehaviorCause};
 pub use input::Input;

@@ -16,7 +16,7 @@ use porchlight_protocol::{
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::audit::{AuditEvent, AuditHead};
+use crate::audit::{AuditEntry, AuditEvent, AuditHead};
 use crate::catalog::Catalog;
 use crate::config::NodeConfig;
 use crate::error::{CoreError, Misbehavior, MisbehaviorCause};
@@ -186,11 +186,47 @@ impl Node {
                 case_number,
                 access,
             } => self.send_request(target, window, reason, case_number, access),
+            Input::FetchCompleted {
+                to,
+                token_id,
+                clip_id,
+                bytes,
+            } => {
+                self.on_fetch_completed(to, token_id, clip_id, bytes);
+                Ok(())
+            }
+            Input::ClipReceived {
+                token_id,
+                clip_id,
+                bytes,
+            } => self.on_clip_received(token_id, clip_id, bytes),
             Input::Timeout => {
                 self.on_timeout();
                 Ok(())
             }
         }
+    }
+
+    /// Continues the audit chain of a restarted node where its durable log ends: the next
+    /// entry gets `last.seq + 1` and links to `last.hash`, and the node's clock is raised to
+    /// `last.at` if it is behind, so entries stay in time order even if the wall clock went
+    /// back while the node was down. Call it once, right after [`Node::new`] and before any
+    /// `handle`, with the last entry of the durable log (an empty log needs no call).
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::AuditResume`] if this node already recorded an entry (its chain would
+    /// fork), if `last.hash` is not the hash of its fields, or if its seq is the last one
+    /// possible. Nothing changes.
+    pub fn resume_audit(&mut self, last: &AuditEntry) -> Result<(), CoreError> {
+        let hash = AuditEntry::compute_hash(last.seq, last.at, &last.prev_hash, &last.event);
+        let next_seq = last.seq.checked_add(1).ok_or(CoreError::AuditResume)?;
+        if self.audit.next_seq() != 0 || hash != last.hash {
+            return Err(CoreError::AuditResume);
+        }
+        self.audit = AuditHead::resume(next_seq, last.hash);
+        self.now = self.now.max(last.at);
+        Ok(())
     }
 
     /// The next output, or `None` when drained.

@@ -430,6 +430,25 @@ impl Node {
         });
     }
 
+    /// Records the bytes of a served clip, for a token this node issued (even one revoked
+    /// since the stream began: those bytes left all the same).
+    pub(crate) fn on_fetch_completed(
+        &mut self,
+        to: PeerId,
+        token_id: TokenId,
+        clip_id: ClipId,
+        bytes: u64,
+    ) {
+        if self.issued.contains_key(&token_id) {
+            self.record(AuditEvent::FetchCompleted {
+                token_id,
+                clip_id,
+                peer: to,
+                bytes,
+            });
+        }
+    }
+
     fn reject_fetch(&mut self, to: PeerId, code: RejectCode) {
         self.emit(Output::RejectFetch { to, code });
         self.record(AuditEvent::FetchRefused { peer: to, code });

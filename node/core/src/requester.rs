@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use porchlight_protocol::time::duration_millis;
 use porchlight_protocol::{
-    AgreementSecret, ConsentToken, DecisionOutcome, FootageRequest, Kind, OwnerDecision, PeerId,
-    RequestId, RequestTarget, Revocation, Signed, TimeWindow, Timestamp, TokenId,
+    AgreementSecret, ClipId, ConsentToken, DecisionOutcome, FootageRequest, Kind, OwnerDecision,
+    PeerId, RequestId, RequestTarget, Revocation, Signed, TimeWindow, Timestamp, TokenId,
 };
 
 use crate::audit::{AuditEvent, GrantEnd};
@@ -205,6 +205,24 @@ impl Node {
         for token_id in due(&self.received, now, |grant| grant.not_after) {
             self.end_grant(token_id, GrantEnd::Expired);
         }
+    }
+
+    /// Records a clip stored under a grant this node holds.
+    pub(crate) fn on_clip_received(
+        &mut self,
+        token_id: TokenId,
+        clip_id: ClipId,
+        bytes: u64,
+    ) -> Result<(), CoreError> {
+        if !self.received.contains_key(&token_id) {
+            return Err(CoreError::UnknownGrant(token_id));
+        }
+        self.record(AuditEvent::ClipReceived {
+            token_id,
+            clip_id,
+            bytes,
+        });
+        Ok(())
     }
 
     fn end_grant(&mut self, token_id: TokenId, why: GrantEnd) {

@@ -1,18 +1,21 @@
 //! The `porchlight` command line: argument shapes (clap) and what each command does.
 //!
-//! `init` and `node` work on the data dir directly; every other operational command asks
-//! the running daemon over its local API (so it sees the same store the daemon writes),
+//! `init`, `node` and `audit` work on the data dir directly; every other operational command
+//! asks the running daemon over its local API (so it sees the same store the daemon writes),
 //! finds it through `--data-dir`, and prints human text or, with `--json`, the API's JSON.
 //! `authority` works on key and credential files alone, `trust` on the data dir's trust list.
 
 pub mod authority;
 pub mod trust;
 
+pub mod audit;
+
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
+use self::audit::AuditCommand;
 use crate::api::client::ApiClient;
 use crate::api::views::{ClipView, IdView, ImportRequest, RebuildView, StatusView, parse_rfc3339};
 use crate::config::{Overrides, default_config_text};
@@ -66,6 +69,9 @@ pub enum Command {
     /// Choose which authority roots this node trusts
     #[command(subcommand)]
     Trust(trust::TrustCommand),
+    /// List, verify and summarize the node's signed audit log (no daemon needed)
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Walk through the consent flow in one process, with the real protocol code
     ///
     /// A home seals a clip, an authority asks for it with a credential, the owner grants a
@@ -204,6 +210,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Clips(command) => clips(cli.data_dir, command),
         Command::Authority(command) => authority::run(command),
         Command::Trust(command) => trust::run(cli.data_dir, command),
+        Command::Audit(command) => audit::run(&DataDir::resolve(cli.data_dir)?, command),
         Command::Store(StoreCommand::Rebuild { json }) => {
             let report: RebuildView =
                 client(cli.data_dir)?.post("/v1/store/rebuild", &serde_json::json!({}))?;

@@ -1,0 +1,579 @@
+//! The node's durable, signed audit log: `audit.log` in the data dir
+//! (spec/wire.md#audit-log-file).
+//!
+//! The core builds the hash-chained entries ([`porchlight_core::AuditEntry`]) and emits each as
+//! `Output::Audit`; this shell signs the entry's hash with the node's identity key
+//! (spec/crypto.md#audit-signatures) and appends `length || entry || hash || signature`,
+//! flushed to disk, before the daemon acts on the event it records. The daemon's part:
+//!
+//! ```text
+//! let mut log = AuditLog::open(dir.audit_log())?;          // learns where the chain ends
+//! if let Some(last) = log.last_entry() { node.resume_audit(last)?; }
+//! // for each Output::Audit(entry) drained from the core:
+//! log.append(&entry, &identity)?;
+//! ```
+//!
+//! Reading needs no daemon: [`read_all`] and [`verify`] take a path, and
+//! [`TransparencyReport`] summarizes what the records say. Open checks every record's length,
+//! encoding, hash and chain link, which is cheap, but not its signature: an Ed25519 check per
+//! entry would slow every start as the log grows, and [`verify`] checks them all. A torn
+//! final record (a crash mid-append) is cut off at open and reported, because it is an
+//! accident, not tampering; any other damage stops the open, so the node never extends a log
+//! it cannot vouch for.
+//!
+//! - `verify`: the full check behind `porchlight audit verify`.
+//! - `report`: the transparency report behind `porchlight audit report`.
+//! - `view`: JSON mirrors of entries (the core knows no JSON) and the human lines of
+//!   `porchlight audit list`.
+
+mod report;
+mod verify;
+mod view;
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, ErrorKind, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use fs2::FileExt;
+use porchlight_core::audit::{AUDIT_ENTRY_DOMAIN, MAX_CANONICAL_LEN};
+use porchlight_core::{AuditDecodeError, AuditEntry, AuditError, check_entry};
+use porchlight_protocol::{CryptoError, PeerId, SigningIdentity};
+use thiserror::Error;
+
+pub use report::{
+    ActiveGrant, OutcomeCounts, Releases, RequesterSide, RequestsReceived, TransparencyReport,
+};
+pub use verify::{VerifyFailure, VerifyFailureView, VerifyReport, VerifyView, verify};
+pub use view::{AuditEventView, AuditRecordView, describe_event, list_line};
+
+/// The log's file name in the data dir.
+pub const AUDIT_LOG_FILE: &str = "audit.log";
+
+/// Bytes of the length prefix in front of each record.
+const LENGTH_PREFIX_LEN: usize = 4;
+/// Bytes after the entry: its SHA-256 hash and the node's Ed25519 signature.
+const TRAILER_LEN: usize = 32 + 64;
+/// The fixed part of an entry: domain, seq, at, prev_hash and the event tag.
+const MIN_ENTRY_LEN: usize = AUDIT_ENTRY_DOMAIN.len() + 8 + 8 + 32 + 1;
+/// Smallest value of a record's length field (spec/wire.md#audit-log-file).
+pub const MIN_RECORD_LEN: usize = MIN_ENTRY_LEN + TRAILER_LEN;
+/// Largest value of a record's length field: the longest entry and its trailer.
+pub const MAX_RECORD_LEN: usize = MAX_CANONICAL_LEN + TRAILER_LEN;
+
+/// One record of the log: an entry and the node's signature over its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedAuditRecord {
+    pub entry: AuditEntry,
+    pub signature: [u8; 64],
+}
+
+impl SignedAuditRecord {
+    /// Signs `entry`'s hash with the node's identity key.
+    pub fn sign(entry: AuditEntry, identity: &SigningIdentity) -> SignedAuditRecord {
+        let signature = identity.sign_audit_entry(&entry.hash);
+        SignedAuditRecord { entry, signature }
+    }
+
+    /// The record as it is stored: `length || entry || hash || signature`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let entry = self.entry.to_canonical_bytes();
+        // An entry the core built is at most MAX_CANONICAL_LEN bytes, far below u32::MAX.
+        let length = u32::try_from(entry.len() + TRAILER_LEN).unwrap_or(u32::MAX);
+        let mut out = Vec::with_capacity(LENGTH_PREFIX_LEN + entry.len() + TRAILER_LEN);
+        out.extend_from_slice(&length.to_be_bytes());
+        out.extend_from_slice(&entry);
+        out.extend_from_slice(&self.entry.hash);
+        out.extend_from_slice(&self.signature);
+        out
+    }
+
+    /// Checks the signature under `node`'s key (spec/crypto.md#audit-signatures).
+    pub fn verify_signature(&self, node: &PeerId) -> Result<(), CryptoError> {
+        node.verify_audit_entry(&self.entry.hash, &self.signature)
+    }
+}
+
+/// Why one record of a log is not trustworthy. Each names the kind of damage the check
+/// catches; the first failing record is where the log is broken.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum RecordProblem {
+    #[error(
+        "its length field says {len} bytes, outside {MIN_RECORD_LEN}..={MAX_RECORD_LEN} (damaged, or not an audit log)"
+    )]
+    BadLength { len: u32 },
+    #[error("it is not a valid entry ({0})")]
+    Undecodable(AuditDecodeError),
+    #[error("its stored hash does not match its content (edited)")]
+    HashMismatch,
+    #[error(
+        "its signature does not verify under this node's key (forged, or written by another node)"
+    )]
+    BadSignature,
+    #[error("it has seq {seq} and does not start the chain (the first entries were removed)")]
+    NotTheStart { seq: u64 },
+    #[error(
+        "it has seq {found} where seq {expected} belongs (an entry was removed, inserted or moved)"
+    )]
+    SeqGap { expected: u64, found: u64 },
+    #[error(
+        "it does not link to the entry before it (an entry was removed, inserted or reordered)"
+    )]
+    BrokenLink,
+    #[error("it is dated before the entry before it")]
+    TimeWentBackwards,
+}
+
+impl RecordProblem {
+    /// A short stable name for JSON output.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RecordProblem::BadLength { .. } => "bad_length",
+            RecordProblem::Undecodable(_) => "undecodable",
+            RecordProblem::HashMismatch => "hash_mismatch",
+            RecordProblem::BadSignature => "bad_signature",
+            RecordProblem::NotTheStart { .. } => "not_the_start",
+            RecordProblem::SeqGap { .. } => "seq_gap",
+            RecordProblem::BrokenLink => "broken_link",
+            RecordProblem::TimeWentBackwards => "time_went_backwards",
+        }
+    }
+
+    fn from_chain(error: AuditError) -> RecordProblem {
+        match error {
+            AuditError::BadHash { .. } => RecordProblem::HashMismatch,
+            AuditError::BadStart { seq, .. } => RecordProblem::NotTheStart { seq },
+            AuditError::SeqGap {
+                expected, found, ..
+            } => RecordProblem::SeqGap { expected, found },
+            AuditError::TimeWentBackwards { .. } => RecordProblem::TimeWentBackwards,
+            // BrokenLink, and any check the core adds later: the entry does not follow.
+            _ => RecordProblem::BrokenLink,
+        }
+    }
+}
+
+/// What went wrong opening, reading or appending to a log.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum AuditLogError {
+    /// The file system refused.
+    #[error("could not {action} audit log {}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Another process holds the log open for appending.
+    #[error(
+        "audit log {} is in use; is another porchlight node running on this data dir?",
+        path.display()
+    )]
+    Locked {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// There is no log file (yet).
+    #[error(
+        "no audit log at {}: this node has not recorded anything yet (the node creates it)",
+        path.display()
+    )]
+    Missing { path: PathBuf },
+    /// A record before the end is malformed: the node will not extend the log.
+    #[error(
+        "audit log {} is damaged at entry {index} (byte {offset}): {problem}; keep a copy of the file and run `porchlight audit verify` for details",
+        path.display()
+    )]
+    Damaged {
+        path: PathBuf,
+        index: u64,
+        offset: u64,
+        problem: RecordProblem,
+    },
+    /// The caller appended an entry that does not continue the log: the core's chain was not
+    /// resumed from [`AuditLog::last_entry`], or entries were skipped.
+    #[error(
+        "audit entry seq {seq} does not continue audit log {} (next is seq {next_seq}): {problem}; resume the node's audit chain from the log's last entry before it records",
+        path.display()
+    )]
+    DoesNotFollow {
+        path: PathBuf,
+        seq: u64,
+        next_seq: u64,
+        problem: RecordProblem,
+    },
+}
+
+/// An incomplete final record, from a crash mid-append (spec/wire.md#audit-log-file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct TornTail {
+    /// Where the last whole record ends.
+    pub offset: u64,
+    /// Bytes after it.
+    pub bytes: u64,
+}
+
+/// The open log, locked for appending.
+#[derive(Debug)]
+pub struct AuditLog {
+    path: PathBuf,
+    file: File,
+    /// Bytes of whole records: where the next one goes.
+    len: u64,
+    last: Option<AuditEntry>,
+    torn_tail: Option<TornTail>,
+}
+
+impl AuditLog {
+    /// Opens (creating, mode 0600) the log at `path` and locks it, reads it to learn where the
+    /// chain ends, and cuts off a torn final record (reported by [`AuditLog::torn_tail`] and
+    /// logged as a warning).
+    ///
+    /// # Errors
+    ///
+    /// [`AuditLogError::Damaged`] if any whole record is malformed, fails its hash or does not
+    /// chain (signatures are [`verify`]'s job); [`AuditLogError::Locked`] if another process
+    /// has it open; [`AuditLogError::Io`] for the file system. Nothing is changed then.
+    pub fn open(path: impl Into<PathBuf>) -> Result<AuditLog, AuditLogError> {
+        let path = path.into();
+        let existed = path.exists();
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_error("open", &path))?;
+        file.try_lock_exclusive()
+            .map_err(|source| AuditLogError::Locked {
+                path: path.clone(),
+                source,
+            })?;
+        if !existed {
+            sync_parent(&path)?;
+        }
+
+        let mut frames = FrameReader::new(BufReader::new(&file));
+        let mut last: Option<AuditEntry> = None;
+        let mut index = 0u64;
+        let end = loop {
+            match frames.next().map_err(io_error("read", &path))? {
+                Framed::Record(frame) => {
+                    let record = check_frame(index, &frame, last.as_ref(), None)
+                        .map_err(|problem| damaged(&path, index, frame.offset, problem))?;
+                    last = Some(record.entry);
+                    index += 1;
+                }
+                Framed::End(end) => break end,
+            }
+        };
+        let (len, torn_tail) = match end {
+            FrameEnd::Clean { offset } => (offset, None),
+            FrameEnd::Torn(torn) => {
+                file.set_len(torn.offset)
+                    .and_then(|()| file.sync_all())
+                    .map_err(io_error("cut the torn tail of", &path))?;
+                tracing::warn!(
+                    path = %path.display(),
+                    offset = torn.offset,
+                    bytes = torn.bytes,
+                    "audit log ended in a torn record (a crash while appending); cut it off"
+                );
+                (torn.offset, Some(torn))
+            }
+            FrameEnd::BadLength { offset, len } => {
+                return Err(damaged(
+                    &path,
+                    index,
+                    offset,
+                    RecordProblem::BadLength { len },
+                ));
+            }
+        };
+        Ok(AuditLog {
+            path,
+            file,
+            len,
+            last,
+            torn_tail,
+        })
+    }
+
+    /// The last entry of the log, to resume the core's chain from
+    /// (`Node::resume_audit`); `None` for an empty log.
+    pub fn last_entry(&self) -> Option<&AuditEntry> {
+        self.last.as_ref()
+    }
+
+    /// The seq the next appended entry must carry.
+    pub fn next_seq(&self) -> u64 {
+        self.last
+            .as_ref()
+            .map_or(0, |last| last.seq.saturating_add(1))
+    }
+
+    /// The torn record cut off at open, if there was one.
+    pub fn torn_tail(&self) -> Option<TornTail> {
+        self.torn_tail
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Signs `entry`'s hash and appends the record, flushed to disk (`write_all`, then
+    /// `sync_data`) before this returns. The entry must continue the log: the next seq,
+    /// linked to the last hash, not dated before it.
+    ///
+    /// # Errors
+    ///
+    /// [`AuditLogError::DoesNotFollow`] for an entry that does not continue the log (nothing
+    /// is written); [`AuditLogError::Io`] if the write or flush fails, after cutting off
+    /// whatever part of the record reached the file, so the log stays whole.
+    pub fn append(
+        &mut self,
+        entry: &AuditEntry,
+        identity: &SigningIdentity,
+    ) -> Result<(), AuditLogError> {
+        let next_seq = self.next_seq();
+        let index = usize::try_from(next_seq).unwrap_or(usize::MAX);
+        check_entry(index, self.last.as_ref(), entry).map_err(|error| {
+            AuditLogError::DoesNotFollow {
+                path: self.path.clone(),
+                seq: entry.seq,
+                next_seq,
+                problem: RecordProblem::from_chain(error),
+            }
+        })?;
+        let bytes = SignedAuditRecord::sign(entry.clone(), identity).to_bytes();
+        let written = (&self.file)
+            .write_all(&bytes)
+            .and_then(|()| self.file.sync_data());
+        if let Err(source) = written {
+            // Leave no partial record behind; if even this fails, the next open cuts it off
+            // as a torn tail.
+            let _ = self.file.set_len(self.len);
+            return Err(AuditLogError::Io {
+                action: "append to",
+                path: self.path.clone(),
+                source,
+            });
+        }
+        self.len += bytes.len() as u64;
+        self.last = Some(entry.clone());
+        Ok(())
+    }
+}
+
+/// Reads every whole record of the log at `path`, checking each one's encoding and hash but
+/// not its signature or its place in the chain (that is [`verify`]). A torn final record is
+/// left out.
+///
+/// # Errors
+///
+/// [`AuditLogError::Missing`] if there is no file, [`AuditLogError::Damaged`] at the first
+/// record that does not decode or whose hash does not match, [`AuditLogError::Io`] otherwise.
+pub fn read_all(path: &Path) -> Result<Vec<SignedAuditRecord>, AuditLogError> {
+    let file = open_for_reading(path)?;
+    let mut frames = FrameReader::new(BufReader::new(file));
+    let mut records = Vec::new();
+    loop {
+        match frames.next().map_err(io_error("read", path))? {
+            Framed::Record(frame) => {
+                let index = records.len() as u64;
+                let record = decode_frame(&frame)
+                    .map_err(|problem| damaged(path, index, frame.offset, problem))?;
+                records.push(record);
+            }
+            Framed::End(FrameEnd::BadLength { offset, len }) => {
+                let index = records.len() as u64;
+                return Err(damaged(
+                    path,
+                    index,
+                    offset,
+                    RecordProblem::BadLength { len },
+                ));
+            }
+            Framed::End(FrameEnd::Clean { .. } | FrameEnd::Torn(_)) => return Ok(records),
+        }
+    }
+}
+
+fn open_for_reading(path: &Path) -> Result<File, AuditLogError> {
+    File::open(path).map_err(|source| match source.kind() {
+        ErrorKind::NotFound => AuditLogError::Missing {
+            path: path.to_owned(),
+        },
+        _ => AuditLogError::Io {
+            action: "open",
+            path: path.to_owned(),
+            source,
+        },
+    })
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> AuditLogError {
+    let path = path.to_owned();
+    move |source| AuditLogError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+fn damaged(path: &Path, index: u64, offset: u64, problem: RecordProblem) -> AuditLogError {
+    AuditLogError::Damaged {
+        path: path.to_owned(),
+        index,
+        offset,
+        problem,
+    }
+}
+
+/// Makes a new file's directory entry durable.
+fn sync_parent(path: &Path) -> Result<(), AuditLogError> {
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    File::open(parent)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io_error("flush the directory of", path))
+}
+
+/// One whole record as framed, not yet checked.
+struct Frame {
+    /// Where its length prefix starts.
+    offset: u64,
+    entry: Vec<u8>,
+    hash: [u8; 32],
+    signature: [u8; 64],
+}
+
+/// How the records of a file end.
+enum FrameEnd {
+    /// After a whole record (or at 0): `offset` is the file's length.
+    Clean { offset: u64 },
+    /// In an incomplete record, or in bytes that are all zero.
+    Torn(TornTail),
+    /// At a length field out of bounds: not a torn write but damage.
+    BadLength { offset: u64, len: u32 },
+}
+
+enum Framed {
+    Record(Frame),
+    End(FrameEnd),
+}
+
+/// Splits a log into records by their length prefixes, one at a time, never holding more
+/// than one record and never trusting a length before checking its bounds.
+struct FrameReader<R> {
+    reader: R,
+    offset: u64,
+}
+
+impl<R: Read> FrameReader<R> {
+    fn new(reader: R) -> FrameReader<R> {
+        FrameReader { reader, offset: 0 }
+    }
+
+    fn next(&mut self) -> io::Result<Framed> {
+        let start = self.offset;
+        let mut prefix = [0u8; LENGTH_PREFIX_LEN];
+        let got = read_full(&mut self.reader, &mut prefix)?;
+        if got == 0 {
+            return Ok(Framed::End(FrameEnd::Clean { offset: start }));
+        }
+        if got < LENGTH_PREFIX_LEN {
+            return Ok(self.torn(start, got as u64));
+        }
+        let len = u32::from_be_bytes(prefix);
+        let in_bounds =
+            usize::try_from(len).is_ok_and(|len| (MIN_RECORD_LEN..=MAX_RECORD_LEN).contains(&len));
+        if !in_bounds {
+            if len == 0 {
+                // Zeros where a record should start: a size update that reached the disk
+                // before its data did, if everything after is zero too.
+                let mut rest = Vec::new();
+                self.reader.read_to_end(&mut rest)?;
+                if rest.iter().all(|&byte| byte == 0) {
+                    return Ok(self.torn(start, (LENGTH_PREFIX_LEN + rest.len()) as u64));
+                }
+            }
+            return Ok(Framed::End(FrameEnd::BadLength { offset: start, len }));
+        }
+        let len = len as usize;
+        let mut body = vec![0u8; len];
+        let got = read_full(&mut self.reader, &mut body)?;
+        if got < len {
+            return Ok(self.torn(start, (LENGTH_PREFIX_LEN + got) as u64));
+        }
+        self.offset = start + (LENGTH_PREFIX_LEN + len) as u64;
+        let signature_at = len - 64;
+        let hash_at = signature_at - 32;
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&body[hash_at..signature_at]);
+        let mut signature = [0u8; 64];
+        signature.copy_from_slice(&body[signature_at..]);
+        body.truncate(hash_at);
+        Ok(Framed::Record(Frame {
+            offset: start,
+            entry: body,
+            hash,
+            signature,
+        }))
+    }
+
+    fn torn(&self, offset: u64, bytes: u64) -> Framed {
+        Framed::End(FrameEnd::Torn(TornTail { offset, bytes }))
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns how much was read.
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(filled)
+}
+
+/// Decodes a frame's entry and checks its stored hash.
+fn decode_frame(frame: &Frame) -> Result<SignedAuditRecord, RecordProblem> {
+    let entry =
+        AuditEntry::from_canonical_bytes(&frame.entry).map_err(RecordProblem::Undecodable)?;
+    if entry.hash != frame.hash {
+        return Err(RecordProblem::HashMismatch);
+    }
+    Ok(SignedAuditRecord {
+        entry,
+        signature: frame.signature,
+    })
+}
+
+/// Checks a frame as record `index` of a log read in order: it decodes, its hash matches,
+/// its signature verifies under `node` (when given), and it follows `previous`.
+fn check_frame(
+    index: u64,
+    frame: &Frame,
+    previous: Option<&AuditEntry>,
+    node: Option<&PeerId>,
+) -> Result<SignedAuditRecord, RecordProblem> {
+    let record = decode_frame(frame)?;
+    if let Some(node) = node {
+        record
+            .verify_signature(node)
+            .map_err(|_| RecordProblem::BadSignature)?;
+    }
+    let index = usize::try_from(index).unwrap_or(usize::MAX);
+    check_entry(index, previous, &record.entry).map_err(RecordProblem::from_chain)?;
+    Ok(record)
+}

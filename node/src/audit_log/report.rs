@@ -1,0 +1,396 @@
+//! The transparency report (`porchlight audit report`): what the log says this node did, in
+//! numbers a neighbor or a journalist can read.
+//!
+//! As an owner: requests received by requester class (a verified authority or not) and by
+//! final outcome (a prompted request counts as granted or denied once the owner decided),
+//! grants, revocations, fetches, bytes and distinct clips released, and the grants still
+//! active. As a requester: requests sent, grants and denials received, clips and bytes
+//! received, grants ended. Counted from the entries alone; run `porchlight audit verify`
+//! to know the entries are the node's own and complete up to their head.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use porchlight_core::AuditEntry;
+use porchlight_core::audit::{AuditEvent, GrantEnd, RequestOutcome};
+use porchlight_protocol::{ClipId, PeerId, RequestId, Timestamp, TokenId};
+use serde::Serialize;
+
+use super::SignedAuditRecord;
+use crate::api::views::rfc3339;
+
+/// What the log says, counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TransparencyReport {
+    /// The time "active" is judged at.
+    pub generated_at: String,
+    pub entries: u64,
+    pub first_entry_at: Option<String>,
+    pub last_entry_at: Option<String>,
+    pub requests_received: RequestsReceived,
+    pub released: Releases,
+    /// Grants issued here that are neither expired nor revoked at `generated_at`.
+    pub active_grants: Vec<ActiveGrant>,
+    pub as_requester: RequesterSide,
+}
+
+/// Incoming requests by who asked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RequestsReceived {
+    pub total: u64,
+    /// Requesters whose credential chain verified against this node's trust roots.
+    pub verified_authority: OutcomeCounts,
+    /// Everyone else, whatever they claimed.
+    pub unverified: OutcomeCounts,
+}
+
+/// Requests by final outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OutcomeCounts {
+    pub total: u64,
+    /// The owner was asked and granted.
+    pub granted_by_owner: u64,
+    /// The owner was asked and denied.
+    pub denied_by_owner: u64,
+    /// The owner was asked and has not decided (yet).
+    pub awaiting_decision: u64,
+    /// Granted by one of the owner's pre-authorizations, without a prompt.
+    pub pre_authorized: u64,
+    /// Denied by the "deny unverified requesters" rule.
+    pub denied_unverified_rule: u64,
+    /// Denied by the "deny requests without a case number" rule.
+    pub denied_no_case_number_rule: u64,
+    /// The requester is blocked.
+    pub blocked: u64,
+    /// No stored clip overlapped the window; nothing was said.
+    pub no_matching_clips: u64,
+}
+
+/// What left this home.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Releases {
+    pub grants_issued: u64,
+    /// Of those, issued by a pre-authorization rather than a prompt.
+    pub grants_by_rule: u64,
+    pub revocations: u64,
+    /// Fetches that passed every check and were allowed to start.
+    pub fetches_allowed: u64,
+    pub fetches_refused: u64,
+    /// Fetches whose stream finished.
+    pub fetches_completed: u64,
+    /// Bytes of clips sent, from finished fetches.
+    pub bytes_released: u64,
+    /// Distinct clips a fetch was allowed for.
+    pub distinct_clips_released: u64,
+}
+
+/// A grant still in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActiveGrant {
+    pub token_id: TokenId,
+    pub request_id: RequestId,
+    pub grantee: PeerId,
+    pub clips: usize,
+    pub not_after: String,
+    pub retain: bool,
+    pub by_rule: bool,
+}
+
+/// This node as a requester.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RequesterSide {
+    pub requests_sent: u64,
+    pub direct_requests: u64,
+    pub area_requests: u64,
+    pub grants_received: u64,
+    pub denials_received: u64,
+    pub clips_received: u64,
+    pub bytes_received: u64,
+    pub grants_expired: u64,
+    pub grants_revoked: u64,
+    /// Ended grants whose footage was kept because retention was granted.
+    pub grants_retained: u64,
+}
+
+/// How an incoming request ended, as far as the log knows.
+#[derive(Debug, Clone, Copy)]
+enum Final {
+    Auto(RequestOutcome),
+    GrantedByOwner,
+    DeniedByOwner,
+}
+
+impl TransparencyReport {
+    /// Counts `records` in log order; grants are active if `now` is before their end and
+    /// they were not revoked.
+    pub fn from_records(records: &[SignedAuditRecord], now: Timestamp) -> TransparencyReport {
+        TransparencyReport::from_entries(records.iter().map(|record| &record.entry), now)
+    }
+
+    /// [`TransparencyReport::from_records`] over bare entries.
+    pub fn from_entries<'a>(
+        entries: impl IntoIterator<Item = &'a AuditEntry>,
+        now: Timestamp,
+    ) -> TransparencyReport {
+        let mut count = 0u64;
+        let mut first_at = None;
+        let mut last_at = None;
+        // Request id -> (verified, how it ended so far).
+        let mut incoming: BTreeMap<RequestId, (bool, Final)> = BTreeMap::new();
+        let mut released = Releases::default();
+        let mut clips_released: BTreeSet<ClipId> = BTreeSet::new();
+        let mut grants: BTreeMap<TokenId, (u64, ActiveGrant, Timestamp)> = BTreeMap::new();
+        let mut revoked: BTreeSet<TokenId> = BTreeSet::new();
+        let mut mine = RequesterSide::default();
+
+        for entry in entries {
+            count += 1;
+            first_at.get_or_insert(entry.at);
+            last_at = Some(entry.at);
+            match &entry.event {
+                AuditEvent::RequestReceived {
+                    request_id,
+                    verified,
+                    outcome,
+                    ..
+                } => {
+                    incoming.insert(*request_id, (*verified, Final::Auto(*outcome)));
+                }
+                AuditEvent::Granted {
+                    request_id,
+                    token_id,
+                    grantee,
+                    clips,
+                    not_after,
+                    retain,
+                    by_rule,
+                } => {
+                    released.grants_issued += 1;
+                    if *by_rule {
+                        released.grants_by_rule += 1;
+                    } else if let Some((_, outcome)) = incoming.get_mut(request_id) {
+                        *outcome = Final::GrantedByOwner;
+                    }
+                    let grant = ActiveGrant {
+                        token_id: *token_id,
+                        request_id: *request_id,
+                        grantee: *grantee,
+                        clips: clips.len(),
+                        not_after: rfc3339(*not_after),
+                        retain: *retain,
+                        by_rule: *by_rule,
+                    };
+                    grants.insert(*token_id, (entry.seq, grant, *not_after));
+                }
+                AuditEvent::Denied { request_id, .. } => {
+                    if let Some((_, outcome)) = incoming.get_mut(request_id) {
+                        *outcome = Final::DeniedByOwner;
+                    }
+                }
+                AuditEvent::FetchServed { clip_id, .. } => {
+                    released.fetches_allowed += 1;
+                    clips_released.insert(*clip_id);
+                }
+                AuditEvent::FetchRefused { .. } => released.fetches_refused += 1,
+                AuditEvent::FetchCompleted { clip_id, bytes, .. } => {
+                    released.fetches_completed += 1;
+                    released.bytes_released = released.bytes_released.saturating_add(*bytes);
+                    clips_released.insert(*clip_id);
+                }
+                AuditEvent::Revoked { token_id, .. } => {
+                    released.revocations += 1;
+                    revoked.insert(*token_id);
+                }
+                AuditEvent::RequestSent { area, .. } => {
+                    mine.requests_sent += 1;
+                    if *area {
+                        mine.area_requests += 1;
+                    } else {
+                        mine.direct_requests += 1;
+                    }
+                }
+                AuditEvent::GrantReceived { .. } => mine.grants_received += 1,
+                AuditEvent::DenialReceived { .. } => mine.denials_received += 1,
+                AuditEvent::ClipReceived { bytes, .. } => {
+                    mine.clips_received += 1;
+                    mine.bytes_received = mine.bytes_received.saturating_add(*bytes);
+                }
+                AuditEvent::GrantEnded { why, deleted, .. } => {
+                    match why {
+                        GrantEnd::Expired => mine.grants_expired += 1,
+                        GrantEnd::Revoked => mine.grants_revoked += 1,
+                    }
+                    if !deleted {
+                        mine.grants_retained += 1;
+                    }
+                }
+            }
+        }
+        released.distinct_clips_released = clips_released.len() as u64;
+
+        let mut requests = RequestsReceived::default();
+        for (verified, outcome) in incoming.values() {
+            requests.total += 1;
+            let counts = if *verified {
+                &mut requests.verified_authority
+            } else {
+                &mut requests.unverified
+            };
+            counts.total += 1;
+            let slot = match outcome {
+                Final::GrantedByOwner => &mut counts.granted_by_owner,
+                Final::DeniedByOwner => &mut counts.denied_by_owner,
+                Final::Auto(RequestOutcome::Prompted) => &mut counts.awaiting_decision,
+                Final::Auto(RequestOutcome::PreAuthorized) => &mut counts.pre_authorized,
+                Final::Auto(RequestOutcome::DeniedUnverified) => &mut counts.denied_unverified_rule,
+                Final::Auto(RequestOutcome::DeniedNoCaseNumber) => {
+                    &mut counts.denied_no_case_number_rule
+                }
+                Final::Auto(RequestOutcome::Blocked) => &mut counts.blocked,
+                Final::Auto(RequestOutcome::NoMatchingClips) => &mut counts.no_matching_clips,
+            };
+            *slot += 1;
+        }
+
+        // Active grants in the order they were issued.
+        let mut active: Vec<(u64, ActiveGrant)> = grants
+            .into_iter()
+            .filter(|(token_id, (_, _, not_after))| *not_after > now && !revoked.contains(token_id))
+            .map(|(_, (seq, grant, _))| (seq, grant))
+            .collect();
+        active.sort_by_key(|(seq, _)| *seq);
+
+        TransparencyReport {
+            generated_at: rfc3339(now),
+            entries: count,
+            first_entry_at: first_at.map(rfc3339),
+            last_entry_at: last_at.map(rfc3339),
+            requests_received: requests,
+            released,
+            active_grants: active.into_iter().map(|(_, grant)| grant).collect(),
+            as_requester: mine,
+        }
+    }
+}
+
+/// Width of the label column of the human report.
+const LABEL_WIDTH: usize = 30;
+
+/// One `label  value` line, the label indented by `depth` steps.
+fn row(
+    f: &mut fmt::Formatter<'_>,
+    depth: usize,
+    label: &str,
+    value: impl fmt::Display,
+) -> fmt::Result {
+    let indent = "  ".repeat(depth);
+    let width = LABEL_WIDTH.saturating_sub(indent.len());
+    writeln!(f, "{indent}{label:<width$}{value}")
+}
+
+impl fmt::Display for TransparencyReport {
+    /// The human report: one fact per line, zero counts included, so two reports line up.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "transparency report at {}", self.generated_at)?;
+        match (&self.first_entry_at, &self.last_entry_at) {
+            (Some(first), Some(last)) => {
+                writeln!(f, "audit log: {} entries, {first} to {last}", self.entries)?
+            }
+            _ => writeln!(f, "audit log: no entries")?,
+        }
+        let requests = &self.requests_received;
+        writeln!(f)?;
+        row(f, 0, "requests received", requests.total)?;
+        for (class, counts) in [
+            ("from verified authorities", &requests.verified_authority),
+            ("from unverified requesters", &requests.unverified),
+        ] {
+            row(f, 1, class, counts.total)?;
+            for (label, value) in [
+                ("granted by the owner", counts.granted_by_owner),
+                ("denied by the owner", counts.denied_by_owner),
+                ("awaiting a decision", counts.awaiting_decision),
+                ("pre-authorized", counts.pre_authorized),
+                ("denied: unverified", counts.denied_unverified_rule),
+                ("denied: no case number", counts.denied_no_case_number_rule),
+                ("blocked", counts.blocked),
+                ("no matching clips", counts.no_matching_clips),
+            ] {
+                row(f, 2, label, value)?;
+            }
+        }
+        let released = &self.released;
+        writeln!(f)?;
+        row(
+            f,
+            0,
+            "grants issued",
+            format_args!(
+                "{} ({} by pre-authorization)",
+                released.grants_issued, released.grants_by_rule
+            ),
+        )?;
+        row(f, 0, "revocations", released.revocations)?;
+        row(
+            f,
+            0,
+            "fetches",
+            format_args!(
+                "{} allowed, {} completed, {} refused",
+                released.fetches_allowed, released.fetches_completed, released.fetches_refused
+            ),
+        )?;
+        row(
+            f,
+            0,
+            "released",
+            format_args!(
+                "{} distinct clips, {} bytes",
+                released.distinct_clips_released, released.bytes_released
+            ),
+        )?;
+        row(f, 0, "active grants", self.active_grants.len())?;
+        for grant in &self.active_grants {
+            writeln!(
+                f,
+                "  token {} to {}: {} clip(s) until {}{}",
+                grant.token_id,
+                grant.grantee,
+                grant.clips,
+                grant.not_after,
+                if grant.retain { ", may keep them" } else { "" }
+            )?;
+        }
+        let mine = &self.as_requester;
+        writeln!(f)?;
+        row(
+            f,
+            0,
+            "requests sent",
+            format_args!(
+                "{} ({} direct, {} area)",
+                mine.requests_sent, mine.direct_requests, mine.area_requests
+            ),
+        )?;
+        row(
+            f,
+            0,
+            "answers received",
+            format_args!(
+                "{} grants, {} denials",
+                mine.grants_received, mine.denials_received
+            ),
+        )?;
+        row(
+            f,
+            0,
+            "clips received",
+            format_args!("{} ({} bytes)", mine.clips_received, mine.bytes_received),
+        )?;
+        write!(
+            f,
+            "{:<LABEL_WIDTH$}{} expired, {} revoked, {} kept under retention",
+            "grants ended", mine.grants_expired, mine.grants_revoked, mine.grants_retained
+        )
+    }
+}
