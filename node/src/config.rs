@@ -49,6 +49,8 @@ pub struct RawConfig {
     pub bootstrap: Option<Vec<String>>,
     /// Serve as a relay (v2) for neighbors behind NAT.
     pub relay_server: Option<bool>,
+    /// Find homes on the LAN by mDNS (default true).
+    pub mdns: Option<bool>,
     /// "LAT,LON" in degrees; opt-in to area requests.
     pub location: Option<String>,
     /// This node's credential chain, leaf first. [`RawConfig::load`] makes relative paths
@@ -99,6 +101,7 @@ pub struct Overrides {
     pub listen: Vec<String>,
     pub bootstrap: Vec<String>,
     pub relay_server: Option<bool>,
+    pub mdns: Option<bool>,
     /// "LAT,LON".
     pub location: Option<String>,
     pub credentials: Vec<PathBuf>,
@@ -119,6 +122,7 @@ pub struct Settings {
     /// Mesh multiaddrs to dial at start.
     pub bootstrap: Vec<String>,
     pub relay_server: bool,
+    pub mdns: bool,
     /// (latitude, longitude) in degrees, in range; `None` unless the owner opted in. Only
     /// its cell ever leaves the node.
     pub location: Option<(f64, f64)>,
@@ -173,14 +177,18 @@ pub fn environment_overrides() -> anyhow::Result<Overrides> {
         })?),
         None => None,
     };
-    let relay_server = match var("PORCHLIGHT_RELAY_SERVER") {
-        Some(text) => Some(match text.trim() {
-            "1" | "true" | "yes" => true,
-            "0" | "false" | "no" => false,
-            _ => bail!("PORCHLIGHT_RELAY_SERVER={text:?} is not true or false"),
-        }),
-        None => None,
+    let flag = |name: &str| -> anyhow::Result<Option<bool>> {
+        match var(name) {
+            Some(text) => Ok(Some(match text.trim() {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" => false,
+                _ => bail!("{name}={text:?} is not true or false"),
+            })),
+            None => Ok(None),
+        }
     };
+    let relay_server = flag("PORCHLIGHT_RELAY_SERVER")?;
+    let mdns = flag("PORCHLIGHT_MDNS")?;
     Ok(Overrides {
         cameras: list("PORCHLIGHT_CAMERAS"),
         clip_seconds,
@@ -188,6 +196,7 @@ pub fn environment_overrides() -> anyhow::Result<Overrides> {
         listen: list("PORCHLIGHT_LISTEN"),
         bootstrap: list("PORCHLIGHT_BOOTSTRAP"),
         relay_server,
+        mdns,
         location: var("PORCHLIGHT_LOCATION"),
         credentials: Vec::new(),
     })
@@ -202,6 +211,7 @@ impl Settings {
         let mut listen = file.listen.unwrap_or_default();
         let mut bootstrap = file.bootstrap.unwrap_or_default();
         let mut relay_server = file.relay_server.unwrap_or(false);
+        let mut mdns = file.mdns.unwrap_or(true);
         let mut location = file.location;
         let mut credentials = file.credential.unwrap_or_default();
         for layer in [env, flags] {
@@ -217,6 +227,7 @@ impl Settings {
                 bootstrap = layer.bootstrap;
             }
             relay_server = layer.relay_server.unwrap_or(relay_server);
+            mdns = layer.mdns.unwrap_or(mdns);
             location = layer.location.or(location);
             if !layer.credentials.is_empty() {
                 credentials = layer.credentials;
@@ -264,6 +275,7 @@ impl Settings {
             listen,
             bootstrap,
             relay_server,
+            mdns,
             location,
             credentials,
             rules: standing_rules(file.rules.unwrap_or_default())?,
@@ -367,6 +379,7 @@ pub fn default_config_text(name: &str) -> String {
          # listen = [{listen}]\n\
          # bootstrap = [\"/ip4/192.0.2.7/tcp/4001/p2p/12D3KooW...\"]\n\
          # relay_server = false      # true: relay for neighbors behind NAT\n\
+         # mdns = true               # find homes on the LAN\n\
          # Opt in to area requests near you. The coordinates stay on this machine; the mesh\n\
          # learns only the ~1 km cell they fall in.\n\
          # location = \"52.5200,13.4050\"\n\

@@ -2,11 +2,14 @@
 //!
 //! Wires the shells together: settings and keys from the data dir, the store (which locks
 //! the data dir against a second daemon), the capture supervisor (one GStreamer pipeline per
-//! camera), a pump that seals every segment into the store, a retention sweep, and the local
-//! HTTP API. On SIGINT or SIGTERM it stops the cameras (each finishes and delivers the clip
-//! in progress), waits until every delivered segment is sealed and flushed, removes its API
-//! files and exits 0.
+//! camera), a pump that seals every segment into the store, a retention sweep, the consent
+//! driver (the node core on its own thread, with the signed audit log and the store of
+//! received clips), the libp2p mesh and its fetch streams, and the local HTTP API. On
+//! SIGINT or SIGTERM it stops the cameras (each finishes and delivers the clip in
+//! progress), waits until every delivered segment is sealed and flushed, stops the driver
+//! after the inputs it already has, removes its API files and exits 0.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -17,16 +20,27 @@ use rand_core::{OsRng, RngCore};
 use tokio::net::TcpListener;
 use zeroize::Zeroizing;
 
+use libp2p::Multiaddr;
+use porchlight_core::Node;
+use porchlight_core::{NodeConfig, RateLimits};
+use porchlight_protocol::{AgreementSecret, CellId, SigningIdentity};
+
 use crate::api::ApiEndpoint;
 use crate::api::server::{ApiState, CameraStates, router};
 use crate::api::views::{CameraView, rfc3339};
+use crate::audit_log::AuditLog;
 use crate::capture::{self, CameraStatus, CaptureOptions, CaptureSupervisor, ClipLength};
 use crate::clock;
 use crate::config::{Overrides, RawConfig, Settings, environment_overrides};
 use crate::data_dir::{DataDir, replace_file, replace_secret};
+use crate::driver::{Driver, DriverHandle, DriverInput};
 use crate::keys::NodeKeys;
+use crate::ledger::Ledger;
+use crate::mesh::{Mesh, MeshConfig};
+use crate::received::ReceivedStore;
 use crate::recording::Segment;
 use crate::store::{Store, StoreConfig};
+use crate::transfers::Transfers;
 
 /// How often retention runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
@@ -52,6 +66,7 @@ pub fn run(dir: DataDir, flags: Overrides) -> anyhow::Result<()> {
         "authority settings loaded"
     );
     let vault_public = keys.vault.public();
+    let vault_copy = AgreementSecret::from_bytes(*keys.vault.to_bytes());
     let store = Store::open(
         dir.root(),
         keys.vault,
@@ -75,7 +90,43 @@ pub fn run(dir: DataDir, flags: Overrides) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let received = ReceivedStore::open(dir.root(), vault_public)
+        .context("cannot open the store of received clips")?;
+    let audit = AuditLog::open(dir.audit_log()).context("cannot open the audit log")?;
+    let cells: BTreeSet<CellId> = settings
+        .location
+        .map(|(lat, lon)| CellId::containing(lat, lon))
+        .transpose()
+        .context("bad --location")?
+        .into_iter()
+        .collect();
+    let node_config = NodeConfig {
+        trust_roots: trust.roots(),
+        cells: cells.clone(),
+        credential_chain,
+        limits: RateLimits::default(),
+        rules: settings.rules.clone(),
+    };
+    let mut seed = Zeroizing::new([0u8; 32]);
+    OsRng.fill_bytes(seed.as_mut());
+    let mut node = Node::new(
+        node_config,
+        SigningIdentity::from_secret_bytes(&keys.identity.to_secret_bytes()),
+        *seed,
+        clock::now()?,
+    );
+    if let Some(last) = audit.last_entry() {
+        node.resume_audit(last).context(
+            "the audit log does not continue this node's chain; run `porchlight audit verify`",
+        )?;
+    }
     let state = DaemonParts {
+        cells,
+        identity: keys.identity,
+        vault: vault_copy,
+        node,
+        received,
+        audit,
         dir,
         settings,
         cameras,
@@ -88,6 +139,12 @@ pub fn run(dir: DataDir, flags: Overrides) -> anyhow::Result<()> {
 }
 
 struct DaemonParts {
+    cells: BTreeSet<CellId>,
+    identity: SigningIdentity,
+    vault: AgreementSecret,
+    node: Node,
+    received: ReceivedStore,
+    audit: AuditLog,
     dir: DataDir,
     settings: Settings,
     cameras: Vec<capture::CameraSpec>,
@@ -99,6 +156,12 @@ struct DaemonParts {
 
 async fn serve(parts: DaemonParts) -> anyhow::Result<()> {
     let DaemonParts {
+        cells,
+        identity,
+        vault,
+        node,
+        received,
+        audit,
         dir,
         settings,
         cameras,
@@ -135,6 +198,56 @@ async fn serve(parts: DaemonParts) -> anyhow::Result<()> {
     let endpoint_json = serde_json::to_vec_pretty(&endpoint).context("cannot encode api.json")?;
     replace_file(&dir.api_address(), &endpoint_json, 0o644)?;
 
+    // The consent driver: the core on its own thread, fed by the mesh, the store and the API.
+    let (driver, driver_inputs) = crate::driver::channel();
+    let mesh_driver = driver.clone();
+    let (mesh, mesh_task) = Mesh::start(
+        MeshConfig {
+            identity_secret: identity.to_secret_bytes(),
+            listen: parse_multiaddrs("listen", &settings.listen)?,
+            bootstrap: parse_multiaddrs("bootstrap", &settings.bootstrap)?,
+            relay_server: settings.relay_server,
+            mdns: settings.mdns,
+            cells,
+            peer_book: dir.peer_book(),
+        },
+        move |event| mesh_driver.send(DriverInput::Mesh(event)),
+    )?;
+    let transfers = Transfers::new(
+        mesh.control(),
+        driver.clone(),
+        received.clone(),
+        tokio::runtime::Handle::current(),
+    );
+    transfers.serve_incoming()?;
+    // Every stored clip can match a request from the start.
+    for record in store
+        .list(&crate::store::ClipFilter::default())
+        .context("cannot list the stored clips")?
+    {
+        driver.send(DriverInput::ClipAdded {
+            clip_id: record.clip_id,
+            camera: record.camera,
+            start: record.start,
+            end: record.end,
+        });
+    }
+    let core = Driver {
+        node,
+        store: store.clone(),
+        received,
+        audit,
+        audit_identity: identity,
+        mesh: mesh.clone(),
+        transfers,
+        ledger: Ledger::default(),
+        vault,
+    };
+    let driver_thread = std::thread::Builder::new()
+        .name("consent-driver".into())
+        .spawn(move || core.run(driver_inputs))
+        .context("cannot start the consent driver")?;
+
     // Cameras deliver segments on a channel; one thread seals them into the store in order.
     let (segments_tx, segments_rx) = mpsc::channel::<Segment>();
     let options = CaptureOptions {
@@ -144,18 +257,21 @@ async fn serve(parts: DaemonParts) -> anyhow::Result<()> {
     let supervisor =
         CaptureSupervisor::start(cameras, options, segments_tx).context("cannot start capture")?;
     let pump_store = store.clone();
+    let pump_driver = driver.clone();
     let pump = std::thread::Builder::new()
         .name("segment-pump".into())
-        .spawn(move || pump_segments(segments_rx, &pump_store))
+        .spawn(move || pump_segments(segments_rx, &pump_store, &pump_driver))
         .context("cannot start the segment pump")?;
 
     let retention_store = store.clone();
+    let retention_driver = driver.clone();
     let retention = tokio::spawn(async move {
         let mut every = tokio::time::interval(RETENTION_EVERY);
         loop {
             every.tick().await;
             let store = retention_store.clone();
-            let _ = tokio::task::spawn_blocking(move || apply_retention(&store)).await;
+            let driver = retention_driver.clone();
+            let _ = tokio::task::spawn_blocking(move || apply_retention(&store, &driver)).await;
         }
     });
 
@@ -201,6 +317,8 @@ async fn serve(parts: DaemonParts) -> anyhow::Result<()> {
         token,
         store: store.clone(),
         cameras,
+        driver: Some(driver.clone()),
+        mesh: Some(mesh.clone()),
     });
     tracing::info!(api = %address, "local API listening");
     let served = axum::serve(listener, router(api_state))
@@ -218,6 +336,11 @@ async fn serve(parts: DaemonParts) -> anyhow::Result<()> {
         pump.join()
     })
     .await;
+    // Every clip is sealed; the driver finishes what it was given, then the mesh stops.
+    driver.send(DriverInput::Stop);
+    let _ = tokio::task::spawn_blocking(move || driver_thread.join()).await;
+    drop(mesh);
+    mesh_task.abort();
     let _ = std::fs::remove_file(dir.api_address());
     let _ = std::fs::remove_file(dir.api_token());
     match stopped {
@@ -233,21 +356,30 @@ async fn serve(parts: DaemonParts) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Seals every segment into the store, in order, until every camera has stopped.
-fn pump_segments(segments: mpsc::Receiver<Segment>, store: &Store) {
+/// Seals every segment into the store, in order, until every camera has stopped, and tells
+/// the driver about each new clip.
+fn pump_segments(segments: mpsc::Receiver<Segment>, store: &Store, driver: &DriverHandle) {
     for segment in segments {
         let needed = segment.mp4.len() as u64 + WRITE_MARGIN;
         if store.available_space().is_ok_and(|free| free < needed) {
-            make_room(store, needed);
+            make_room(store, needed, driver);
         }
         let mut result = store.add_segment(&segment);
         if matches!(&result, Err(err) if err.is_disk_full()) {
-            make_room(store, needed);
+            make_room(store, needed, driver);
             result = store.add_segment(&segment);
         }
         match result {
             // The store logs each stored clip; this is the pump's own trace.
-            Ok(record) => tracing::debug!(clip = %record.clip_id, "segment sealed"),
+            Ok(record) => {
+                tracing::debug!(clip = %record.clip_id, "segment sealed");
+                driver.send(DriverInput::ClipAdded {
+                    clip_id: record.clip_id,
+                    camera: record.camera,
+                    start: record.start,
+                    end: record.end,
+                });
+            }
             Err(err) => tracing::error!(
                 camera = %segment.camera,
                 error = %err,
@@ -257,9 +389,15 @@ fn pump_segments(segments: mpsc::Receiver<Segment>, store: &Store) {
     }
 }
 
-fn make_room(store: &Store, bytes: u64) {
+fn make_room(store: &Store, bytes: u64, driver: &DriverHandle) {
     let now = clock::now().unwrap_or(Timestamp::EPOCH);
-    match store.free_space_for(bytes, now) {
+    let result = store.free_space_for(bytes, now);
+    if let Ok(report) = &result {
+        for deleted in &report.deleted {
+            driver.send(DriverInput::ClipRemoved(deleted.clip_id));
+        }
+    }
+    match result {
         Ok(report) if report.satisfied => tracing::warn!(
             deleted = report.deleted.len(),
             "disk nearly full: deleted the oldest clips to make room"
@@ -273,17 +411,35 @@ fn make_room(store: &Store, bytes: u64) {
     }
 }
 
-fn apply_retention(store: &Store) {
+fn apply_retention(store: &Store, driver: &DriverHandle) {
     let Ok(now) = clock::now() else { return };
     match store.apply_retention(now) {
-        Ok(report) if !report.deleted.is_empty() => tracing::info!(
-            deleted = report.deleted.len(),
-            freed = report.freed_bytes,
-            "retention deleted old clips"
-        ),
+        Ok(report) if !report.deleted.is_empty() => {
+            tracing::info!(
+                deleted = report.deleted.len(),
+                freed = report.freed_bytes,
+                "retention deleted old clips"
+            );
+            for deleted in &report.deleted {
+                driver.send(DriverInput::ClipRemoved(deleted.clip_id));
+            }
+        }
         Ok(_) => {}
         Err(err) => tracing::error!(error = %err, "retention failed; it runs again in a minute"),
     }
+}
+
+fn parse_multiaddrs(what: &str, addresses: &[String]) -> anyhow::Result<Vec<Multiaddr>> {
+    addresses
+        .iter()
+        .map(|address| {
+            address.parse::<Multiaddr>().with_context(|| {
+                format!(
+                    "{what} address {address:?} is not a multiaddr such as /ip4/0.0.0.0/tcp/4001"
+                )
+            })
+        })
+        .collect()
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -72,6 +72,11 @@ impl DataDir {
         self.root.join("trust.toml")
     }
 
+    /// Addresses of peers met before, kept across restarts (see `mesh::peer_book`).
+    pub fn peer_book(&self) -> PathBuf {
+        self.root.join("peers.json")
+    }
+
     pub fn api_address(&self) -> PathBuf {
         self.root.join("api.json")
     }

@@ -18,7 +18,10 @@ fn porchlight(data_dir: &Path) -> Command {
     command
         .arg("--data-dir")
         .arg(data_dir)
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn")
+        // Loopback on a free port and no mDNS: tests run side by side on one machine.
+        .env("PORCHLIGHT_LISTEN", "/ip4/127.0.0.1/tcp/0")
+        .env("PORCHLIGHT_MDNS", "false");
     command
 }
 

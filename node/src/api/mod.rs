@@ -8,6 +8,7 @@
 //! needs `--data-dir` to find and use its node. The API listens on loopback by default.
 
 pub mod client;
+pub mod consent;
 pub mod server;
 pub mod views;
 

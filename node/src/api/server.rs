@@ -40,6 +40,9 @@ pub struct ApiState {
     pub token: Zeroizing<String>,
     pub store: Arc<Store>,
     pub cameras: CameraStates,
+    /// The consent driver and the mesh; `None` in a node started without networking.
+    pub driver: Option<crate::driver::DriverHandle>,
+    pub mesh: Option<crate::mesh::Mesh>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -62,6 +65,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/clips/{clip}/hold", post(hold_clip))
         .route("/v1/clips/{clip}/release", post(release_clip))
         .route("/v1/store/rebuild", post(rebuild))
+        .merge(super::consent::routes())
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }
@@ -96,7 +100,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             message: message.into(),

@@ -6,6 +6,7 @@
 //! `authority` works on key and credential files alone, `trust` on the data dir's trust list.
 
 pub mod authority;
+pub mod consent;
 pub mod trust;
 
 pub mod audit;
@@ -72,6 +73,21 @@ pub enum Command {
     /// List, verify and summarize the node's signed audit log (no daemon needed)
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Ask a home (--peer) or every opted-in home of an area (--area) for footage
+    Request(consent::RequestArgs),
+    /// Incoming and outgoing requests; approve or deny one
+    #[command(subcommand)]
+    Requests(consent::RequestsCommand),
+    /// Consent tokens issued and received; revoke one
+    #[command(subcommand)]
+    Tokens(consent::TokensCommand),
+    /// Fetch granted footage now, or export it decrypted with -o DIR
+    Fetch(consent::FetchArgs),
+    /// The mesh: listen addresses, connected peers, cells
+    Mesh {
+        #[arg(long)]
+        json: bool,
+    },
     /// Walk through the consent flow in one process, with the real protocol code
     ///
     /// A home seals a clip, an authority asks for it with a credential, the owner grants a
@@ -107,6 +123,9 @@ pub struct NodeArgs {
     /// Relay connections for neighbors behind NAT
     #[arg(long)]
     pub relay_server: bool,
+    /// Do not look for homes on the LAN with mDNS
+    #[arg(long)]
+    pub no_mdns: bool,
     /// Opt in to area requests near LAT,LON (degrees); only its ~1 km cell is shared
     #[arg(long, value_name = "LAT,LON", allow_hyphen_values = true)]
     pub location: Option<String>,
@@ -185,10 +204,30 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 listen: args.listen,
                 bootstrap: args.bootstrap,
                 relay_server: args.relay_server.then_some(true),
+                mdns: args.no_mdns.then_some(false),
                 location: args.location,
                 credentials: args.credentials,
             },
         ),
+        Command::Request(args) => consent::request(&client(cli.data_dir)?, args),
+        Command::Requests(command) => consent::requests(&client(cli.data_dir)?, command),
+        Command::Tokens(command) => consent::tokens(&client(cli.data_dir)?, command),
+        Command::Fetch(args) => consent::fetch(&client(cli.data_dir)?, args),
+        Command::Mesh { json } => {
+            let status: crate::mesh::MeshStatus = client(cli.data_dir)?.get("/v1/mesh")?;
+            print(json, &status, |status| {
+                println!("peer id      {}", status.peer_id);
+                for address in &status.listen_addresses {
+                    println!("listening    {address}/p2p/{}", status.peer_id);
+                }
+                println!("connected    {} peer(s)", status.connected_peers.len());
+                println!("remembered   {} peer(s)", status.known_peers);
+                println!("reachability {}", status.nat);
+                for cell in &status.cells {
+                    println!("cell         {cell}");
+                }
+            })
+        }
         Command::Status { json } => {
             let status: StatusView = client(cli.data_dir)?.get("/v1/status")?;
             print(json, &status, print_status)
@@ -223,7 +262,11 @@ fn client(data_dir: Option<PathBuf>) -> anyhow::Result<ApiClient> {
     ApiClient::connect(&DataDir::resolve(data_dir)?)
 }
 
-fn print<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce(&T)) -> anyhow::Result<()> {
+pub(crate) fn print<T: serde::Serialize>(
+    json: bool,
+    value: &T,
+    human: impl FnOnce(&T),
+) -> anyhow::Result<()> {
     if json {
         println!(
             "{}",

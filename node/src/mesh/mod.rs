@@ -64,8 +64,8 @@ pub enum MeshEvent {
     Frame { from: ProtoPeerId, bytes: Vec<u8> },
 }
 
-/// A snapshot for `porchlight status` and the tests.
-#[derive(Debug, Clone, Serialize)]
+/// A snapshot for `porchlight mesh` and the tests.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct MeshStatus {
     pub peer_id: String,
     pub listen_addresses: Vec<String>,
@@ -538,10 +538,10 @@ impl MeshTask {
                     let _ = self.swarm.dial(peer);
                 }
             }
-            MeshBehaviourEvent::Kad(kad::Event::RoutingUpdated { is_new_peer, .. }) => {
-                if is_new_peer {
-                    self.provide_due = true;
-                }
+            MeshBehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                is_new_peer: true, ..
+            }) => {
+                self.provide_due = true;
             }
             MeshBehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 id,

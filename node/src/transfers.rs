@@ -1,0 +1,234 @@
+//! Fetch streams over the mesh: serving granted clips to grantees, and fetching the clips
+//! of grants this node received — the `/porchlight/fetch/1` protocol on libp2p streams.
+//!
+//! The bytes on the stream are [`crate::fetch`]'s; this module owns the tasks around them.
+//! Owner side: every incoming stream gets a task that reads the request, asks the driver
+//! (and so the core) for a verdict, and either streams the clip or sends the coarse
+//! rejection code. Requester side: every clip of a grant gets a task that fetches it into
+//! the received store, resuming from the last whole chunk after a dropped connection, up to
+//! a few attempts; a refusal is final. Clip bytes flow between the store files and the
+//! stream on these tasks and never through the driver thread.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::StreamProtocol;
+use porchlight_protocol::fetch::FETCH_PROTOCOL;
+use porchlight_protocol::{AgreementSecret, ConsentToken, PeerId, Signed, TokenId};
+use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
+
+use crate::driver::{DriverHandle, DriverInput, FetchVerdict};
+use crate::fetch::{FetchError, fetch_clip, read_fetch_request, send_clip, send_rejection};
+use crate::mesh::{from_libp2p, to_libp2p};
+use crate::received::{ReceivedError, ReceivedStore};
+
+/// How long an owner waits for a grantee's request frame.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Attempts per clip before a fetch is left for `porchlight fetch` to retry.
+const ATTEMPTS: u32 = 5;
+
+fn protocol() -> StreamProtocol {
+    StreamProtocol::new(FETCH_PROTOCOL)
+}
+
+/// The running transfers.
+#[derive(Clone)]
+pub struct Transfers {
+    control: libp2p_stream::Control,
+    driver: DriverHandle,
+    received: ReceivedStore,
+    runtime: tokio::runtime::Handle,
+    tasks: Arc<Mutex<BTreeMap<TokenId, Vec<AbortHandle>>>>,
+}
+
+impl std::fmt::Debug for Transfers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transfers").finish_non_exhaustive()
+    }
+}
+
+impl Transfers {
+    pub fn new(
+        control: libp2p_stream::Control,
+        driver: DriverHandle,
+        received: ReceivedStore,
+        runtime: tokio::runtime::Handle,
+    ) -> Transfers {
+        Transfers {
+            control,
+            driver,
+            received,
+            runtime,
+            tasks: Arc::new(Mutex::new(BTreeMap::new())),
+        }
+    }
+
+    /// Starts answering fetch streams.
+    pub fn serve_incoming(&self) -> anyhow::Result<()> {
+        let mut control = self.control.clone();
+        let mut incoming = control
+            .accept(protocol())
+            .map_err(|_| anyhow::anyhow!("the fetch protocol is already being served"))?;
+        let driver = self.driver.clone();
+        self.runtime.spawn(async move {
+            while let Some((peer, stream)) = incoming.next().await {
+                let Some(from) = from_libp2p(&peer) else {
+                    continue;
+                };
+                tokio::spawn(serve_one(from, stream, driver.clone()));
+            }
+        });
+        Ok(())
+    }
+
+    /// Fetches every clip of a received grant not yet stored, in the background.
+    pub fn fetch_grant(&self, token: Signed<ConsentToken>, reply_secret: AgreementSecret) {
+        let body = token.body().clone();
+        let Some(owner) = to_libp2p(&body.owner) else {
+            return;
+        };
+        let secret = Arc::new(reply_secret);
+        let token = Arc::new(token);
+        let mut handles = Vec::new();
+        for clip_id in body.clips {
+            let task = FetchTask {
+                control: self.control.clone(),
+                driver: self.driver.clone(),
+                received: self.received.clone(),
+                owner,
+                token: token.clone(),
+                secret: secret.clone(),
+            };
+            let handle = self.runtime.spawn(task.run(clip_id));
+            handles.push(handle.abort_handle());
+        }
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(body.token_id)
+            .or_default()
+            .extend(handles);
+    }
+
+    /// Stops every fetch under a token (it was revoked or expired).
+    pub fn cancel(&self, token_id: &TokenId) {
+        let handles = self
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(token_id);
+        for handle in handles.into_iter().flatten() {
+            handle.abort();
+        }
+    }
+}
+
+/// Answers one fetch stream.
+async fn serve_one(from: PeerId, mut stream: libp2p::Stream, driver: DriverHandle) {
+    let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_fetch_request(&mut stream)).await
+    {
+        Ok(Ok(request)) => request,
+        Ok(Err(err)) => {
+            tracing::debug!(peer = %from, error = %err, "unreadable fetch request");
+            return;
+        }
+        Err(_) => return,
+    };
+    let (reply, verdict) = oneshot::channel();
+    driver.send(DriverInput::FetchAsked {
+        from,
+        token_bytes: request.token,
+        clip_id: request.clip_id,
+        reply,
+    });
+    let Ok(verdict) = verdict.await else { return };
+    match verdict {
+        FetchVerdict::Serve {
+            reader,
+            wrapped_key,
+            token_id,
+        } => match send_clip(&mut stream, &reader, wrapped_key, request.from_chunk).await {
+            Ok(bytes) => {
+                tracing::info!(peer = %from, clip = %request.clip_id, bytes, "clip served");
+                driver.send(DriverInput::FetchCompleted {
+                    to: from,
+                    token_id,
+                    clip_id: request.clip_id,
+                    bytes,
+                });
+            }
+            Err(err) => {
+                tracing::info!(peer = %from, clip = %request.clip_id, error = %err, "a fetch stopped part-way (the grantee may resume)");
+            }
+        },
+        FetchVerdict::Reject(code) => {
+            let _ = send_rejection(&mut stream, code).await;
+        }
+    }
+}
+
+struct FetchTask {
+    control: libp2p_stream::Control,
+    driver: DriverHandle,
+    received: ReceivedStore,
+    owner: libp2p::PeerId,
+    token: Arc<Signed<ConsentToken>>,
+    secret: Arc<AgreementSecret>,
+}
+
+impl FetchTask {
+    async fn run(mut self, clip_id: porchlight_protocol::ClipId) {
+        let token_id = self.token.body().token_id;
+        let token_bytes = self.token.to_bytes();
+        let mut backoff = Duration::from_millis(500);
+        for attempt in 1..=ATTEMPTS {
+            let mut sink = match self.received.begin(&self.token, &clip_id) {
+                Ok(sink) => sink,
+                Err(ReceivedError::AlreadyReceived { .. }) => return,
+                Err(err) => {
+                    tracing::warn!(clip = %clip_id, error = %err, "cannot receive a clip");
+                    return;
+                }
+            };
+            let outcome = match self.control.open_stream(self.owner, protocol()).await {
+                Ok(mut stream) => {
+                    fetch_clip(&mut stream, &token_bytes, &self.secret, &mut sink).await
+                }
+                Err(err) => Err(FetchError::Io(std::io::Error::other(err.to_string()))),
+            };
+            match outcome {
+                Ok(_) => match sink.finish() {
+                    Ok(clip) => {
+                        tracing::info!(clip = %clip_id, token = %token_id, "clip received");
+                        self.driver.send(DriverInput::ClipReceived {
+                            token_id,
+                            clip_id,
+                            bytes: clip.bytes,
+                        });
+                        return;
+                    }
+                    Err(err) => {
+                        tracing::warn!(clip = %clip_id, error = %err, "cannot store a received clip");
+                        return;
+                    }
+                },
+                Err(FetchError::Rejected(code)) => {
+                    tracing::warn!(clip = %clip_id, token = %token_id, ?code, "the owner refused the fetch");
+                    return;
+                }
+                Err(err) if attempt < ATTEMPTS => {
+                    tracing::info!(clip = %clip_id, attempt, error = %err, "fetch interrupted; resuming");
+                    drop(sink);
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                Err(err) => {
+                    tracing::warn!(clip = %clip_id, error = %err, "fetch failed; `porchlight fetch` retries from where it stopped");
+                }
+            }
+        }
+    }
+}

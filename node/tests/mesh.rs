@@ -1,0 +1,713 @@
+//! The mesh and the consent flow end to end: real `porchlight` daemons on loopback, talking
+//! libp2p over real TCP, driven through the real CLI.
+//!
+//! A neighborhood of three homes (test cameras, one cell, trusting a demo root) and an
+//! authority (a credential from that root) proves, with the same commands an owner types:
+//! an area request reaches every home; one grants, one denies, one stays silent; the
+//! authority fetches, and the decrypted MP4 is byte-identical to the owner's own export;
+//! revocation deletes what was received and refuses the next fetch; a direct request by
+//! multiaddr; a grant that expires deletes its footage; a replayed request is refused once
+//! and never prompts the owner twice; and every node's audit log verifies.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+
+/// Homes opt in to this spot; the area request covers it.
+const LOCATION: &str = "52.3702,4.8952";
+const AREA: &str = "52.3702,4.8952,300";
+const CAMERA: &str = "porch=test:160x120@5";
+
+fn porchlight(data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_porchlight"));
+    command
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "warn,porchlight_node=info");
+    command
+}
+
+fn run_ok(command: &mut Command) -> Output {
+    let out = command.output().expect("the porchlight binary runs");
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn json(command: &mut Command) -> Value {
+    let out = run_ok(command.arg("--json"));
+    serde_json::from_slice(&out.stdout).expect("--json prints JSON")
+}
+
+fn wait_for<T>(limit: Duration, what: &str, mut ready: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = ready() {
+            return value;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// One `porchlight node` process with its own data dir.
+struct Peer {
+    dir: PathBuf,
+    child: Option<Child>,
+    peer_id: String,
+    address: String,
+    log: PathBuf,
+}
+
+impl Peer {
+    /// `porchlight init`: the new node's data dir and the peer id it printed.
+    fn init(root: &Path, name: &str) -> (PathBuf, String) {
+        let dir = root.join(name);
+        let out = run_ok(porchlight(&dir).args(["init", "--name", name]));
+        let peer_id = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .find(|word| word.starts_with("12D3KooW"))
+            .expect("init prints the peer id")
+            .to_owned();
+        (dir, peer_id)
+    }
+
+    fn start(dir: PathBuf, extra: &[&str]) -> Peer {
+        let log = dir.join("daemon.log");
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let _ = std::fs::remove_file(dir.join("api.json"));
+        let child = porchlight(&dir)
+            .args([
+                "node",
+                "--api",
+                "127.0.0.1:0",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--no-mdns",
+                "--clip-seconds",
+                "1",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("the daemon starts");
+        let mut peer = Peer {
+            dir,
+            child: Some(child),
+            peer_id: String::new(),
+            address: String::new(),
+            log,
+        };
+        let status = wait_for(Duration::from_secs(30), "the mesh to listen", || {
+            if !peer.dir.join("api.json").exists() {
+                return None;
+            }
+            let out = porchlight(&peer.dir)
+                .args(["mesh", "--json"])
+                .output()
+                .ok()?;
+            let status: Value = serde_json::from_slice(&out.stdout).ok()?;
+            (!status["listen_addresses"].as_array()?.is_empty()).then_some(status)
+        });
+        peer.peer_id = status["peer_id"].as_str().expect("peer id").to_owned();
+        let address = status["listen_addresses"][0].as_str().expect("an address");
+        peer.address = format!("{address}/p2p/{}", peer.peer_id);
+        peer
+    }
+
+    fn cmd(&self) -> Command {
+        porchlight(&self.dir)
+    }
+
+    fn mesh(&self) -> Value {
+        json(self.cmd().arg("mesh"))
+    }
+
+    fn requests(&self) -> Value {
+        json(self.cmd().args(["requests", "list"]))
+    }
+
+    fn tokens(&self) -> Value {
+        json(self.cmd().args(["tokens", "list"]))
+    }
+
+    fn clips(&self) -> Vec<Value> {
+        json(self.cmd().args(["clips", "list"]))
+            .as_array()
+            .expect("a list")
+            .clone()
+    }
+
+    fn incoming(&self, request_id: &str) -> Option<Value> {
+        self.requests()["incoming"]
+            .as_array()?
+            .iter()
+            .find(|r| r["request_id"] == request_id)
+            .cloned()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The authority's root, its credential, and homes that trust the root.
+struct Neighborhood {
+    _root: tempfile::TempDir,
+    authority: Peer,
+    homes: Vec<Peer>,
+}
+
+fn neighborhood(homes: usize, home_flags: &[&str]) -> Neighborhood {
+    let root = tempfile::tempdir().expect("temp dir");
+    let root_key = root.path().join("root.key");
+    let out = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_porchlight"))
+            .args(["authority", "root-keygen", "-o"])
+            .arg(&root_key),
+    );
+    let root_public = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|word| word.starts_with("12D3KooW"))
+        .expect("root-keygen prints the root's public key")
+        .to_owned();
+
+    // The authority's peer id must be known before its credential can be issued.
+    let (authority_dir, authority_id) = Peer::init(root.path(), "authority");
+    let credential = root.path().join("authority.cred");
+    run_ok(
+        Command::new(env!("CARGO_BIN_EXE_porchlight"))
+            .args(["authority", "issue", "--root-key"])
+            .arg(&root_key)
+            .args([
+                "--peer",
+                &authority_id,
+                "--name",
+                "Springfield Police",
+                "--jurisdiction",
+                "Springfield",
+                "--role",
+                "police",
+                "-o",
+            ])
+            .arg(&credential),
+    );
+
+    let mut started = Vec::new();
+    let mut bootstrap: Option<String> = None;
+    for index in 0..homes {
+        let (dir, _) = Peer::init(root.path(), &format!("home{index}"));
+        run_ok(porchlight(&dir).args(["trust", "add", &root_public, "--label", "demo root"]));
+        let mut flags: Vec<&str> = vec!["--camera", CAMERA, "--location", LOCATION];
+        flags.extend_from_slice(home_flags);
+        let boot;
+        if let Some(address) = &bootstrap {
+            boot = address.clone();
+            flags.extend_from_slice(&["--bootstrap", &boot]);
+        }
+        let home = Peer::start(dir, &flags);
+        if bootstrap.is_none() {
+            bootstrap = Some(home.address.clone());
+        }
+        started.push(home);
+    }
+    let boot = bootstrap.expect("at least one home");
+    let authority = Peer::start(
+        authority_dir,
+        &[
+            "--camera",
+            "none",
+            "--credential",
+            credential.to_str().expect("utf-8 path"),
+            "--bootstrap",
+            &boot,
+        ],
+    );
+    // Every home has recorded something and announced its cell.
+    for home in &started {
+        wait_for(Duration::from_secs(60), "a recorded clip", || {
+            (!home.clips().is_empty()).then_some(())
+        });
+        wait_for(Duration::from_secs(60), "the cell announced", || {
+            (home.mesh()["cells_announced"].as_u64()? >= 1).then_some(())
+        });
+    }
+    Neighborhood {
+        _root: root,
+        authority,
+        homes: started,
+    }
+}
+
+fn window() -> (String, String) {
+    let now = SystemTime::now();
+    (
+        rfc3339(now - Duration::from_secs(600)),
+        rfc3339(now + Duration::from_secs(60)),
+    )
+}
+
+fn audit_verifies(peer: &Peer) {
+    let out = run_ok(peer.cmd().args(["audit", "verify"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.is_empty(), "audit verify says what it checked");
+}
+
+fn audit_events(peer: &Peer) -> Vec<String> {
+    let list = json(peer.cmd().args(["audit", "list"]));
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .map(|entry| {
+            entry["event"]["type"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+fn outgoing(peer: &Peer, request_id: &str) -> Option<Value> {
+    peer.requests()["outgoing"]
+        .as_array()?
+        .iter()
+        .find(|r| r["request_id"] == request_id)
+        .cloned()
+}
+
+fn token_of<'a>(tokens: &'a Value, token_id: &str) -> Option<&'a Value> {
+    tokens["tokens"]
+        .as_array()?
+        .iter()
+        .find(|t| t["token_id"] == token_id)
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// Every file under `dir`, recursively.
+fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for path in files_in(&dir) {
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn an_area_request_is_granted_by_one_home_denied_by_one_and_ignored_by_one() {
+    let hood = neighborhood(3, &[]);
+    let authority = &hood.authority;
+    let [granting, denying, silent] = [&hood.homes[0], &hood.homes[1], &hood.homes[2]];
+    let (from, to) = window();
+    let sent = json(authority.cmd().args([
+        "request",
+        "--area",
+        AREA,
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--reason",
+        "hit and run on Elm St",
+        "--case",
+        "SPD-2026-1142",
+        "--for",
+        "1h",
+    ]));
+    let request_id = sent["id"].as_str().expect("the request id").to_owned();
+
+    // Every home in the cell is prompted, and sees the authority as verified.
+    for home in &hood.homes {
+        let incoming = wait_for(Duration::from_secs(60), "the prompt at every home", || {
+            home.incoming(&request_id)
+        });
+        assert_eq!(incoming["state"], "pending");
+        assert_eq!(incoming["requester_status"], "verified");
+        assert_eq!(incoming["authority"]["name"], "Springfield Police");
+        assert_eq!(incoming["requester_peer"], authority.peer_id.as_str());
+        assert_eq!(incoming["case_number"], "SPD-2026-1142");
+        assert!(incoming["area"].as_bool().expect("area flag"));
+        assert!(
+            !incoming["matching_clips"]
+                .as_array()
+                .expect("clips")
+                .is_empty()
+        );
+    }
+
+    let granted = json(
+        granting
+            .cmd()
+            .args(["requests", "approve", &request_id, "--for", "1h"]),
+    );
+    let token_id = granted["id"].as_str().expect("a token id").to_owned();
+    run_ok(denying.cmd().args(["requests", "deny", &request_id]));
+
+    // The authority receives exactly the one grant and fetches every clip in it.
+    let token = wait_for(Duration::from_secs(60), "the grant to be fetched", || {
+        let tokens = authority.tokens();
+        let token = token_of(&tokens, &token_id)?.clone();
+        (token["clips_transferred"].as_array()?.len() == token["clips"].as_array()?.len())
+            .then_some(token)
+    });
+    assert_eq!(token["direction"], "received");
+    assert_eq!(token["owner"], granting.peer_id.as_str());
+    let out = outgoing(authority, &request_id).expect("the outgoing request");
+    assert_eq!(out["state"], "granted");
+    assert_eq!(out["grants"].as_array().expect("grants").len(), 1);
+    assert!(
+        out["denied_by"].as_array().expect("denials").is_empty(),
+        "a silent deny tells nothing"
+    );
+
+    // Received footage is stored encrypted: no MP4 box anywhere under the data dir.
+    for file in all_files(&authority.dir.join("received")) {
+        let bytes = std::fs::read(&file).expect("readable");
+        assert!(
+            !bytes.windows(4).any(|w| w == b"ftyp"),
+            "plaintext MP4 in {}",
+            file.display()
+        );
+    }
+
+    // The decrypted export equals the owner's own export, byte for byte.
+    let export = hood._root.path().join("export");
+    let fetched = json(
+        authority
+            .cmd()
+            .args(["fetch", &request_id, "-o"])
+            .arg(&export),
+    );
+    let exported = fetched["exported"].as_array().expect("exported files");
+    assert_eq!(
+        exported.len(),
+        token["clips"].as_array().expect("clips").len()
+    );
+    for clip in token["clips"].as_array().expect("clips") {
+        let clip = clip.as_str().expect("clip id");
+        let received = std::fs::read(export.join(format!("{clip}.mp4"))).expect("exported clip");
+        let own = hood._root.path().join(format!("own-{clip}.mp4"));
+        run_ok(
+            granting
+                .cmd()
+                .args(["clips", "export", clip, "-o"])
+                .arg(&own),
+        );
+        assert_eq!(
+            received,
+            std::fs::read(&own).expect("owner export"),
+            "clip {clip} differs"
+        );
+        assert_eq!(&received[4..8], b"ftyp", "an MP4");
+    }
+
+    // Revocation: the authority deletes what it received, and a new fetch is refused.
+    run_ok(granting.cmd().args(["tokens", "revoke", &token_id]));
+    wait_for(
+        Duration::from_secs(30),
+        "the received footage to be deleted",
+        || {
+            let tokens = authority.tokens();
+            (token_of(&tokens, &token_id)?["state"] == "deleted").then_some(())
+        },
+    );
+    assert!(
+        all_files(&authority.dir.join("received"))
+            .iter()
+            .all(|f| !f.to_string_lossy().contains(&token_id)),
+        "received files remain after revocation"
+    );
+    run_ok(authority.cmd().args(["fetch", &token_id]));
+    wait_for(
+        Duration::from_secs(30),
+        "the owner to refuse the fetch",
+        || {
+            audit_events(granting)
+                .iter()
+                .any(|e| e == "fetch_refused")
+                .then_some(())
+        },
+    );
+
+    // The records: each home's log verifies and says what it did.
+    for peer in [granting, denying, silent, authority] {
+        audit_verifies(peer);
+    }
+    let granting_events = audit_events(granting);
+    for expected in [
+        "request_received",
+        "granted",
+        "fetch_served",
+        "fetch_completed",
+        "revoked",
+        "fetch_refused",
+    ] {
+        assert!(
+            granting_events.iter().any(|e| e == expected),
+            "granting home lacks {expected}: {granting_events:?}"
+        );
+    }
+    assert!(audit_events(denying).iter().any(|e| e == "denied"));
+    let silent_events = audit_events(silent);
+    assert!(silent_events.iter().any(|e| e == "request_received"));
+    assert!(
+        !silent_events
+            .iter()
+            .any(|e| e == "granted" || e == "denied")
+    );
+    assert_eq!(
+        silent.incoming(&request_id).expect("still listed")["state"],
+        "pending"
+    );
+    let authority_events = audit_events(authority);
+    for expected in [
+        "request_sent",
+        "grant_received",
+        "clip_received",
+        "grant_ended",
+    ] {
+        assert!(
+            authority_events.iter().any(|e| e == expected),
+            "authority lacks {expected}: {authority_events:?}"
+        );
+    }
+}
+
+#[test]
+fn a_direct_request_by_multiaddr_expires_and_its_footage_is_deleted() {
+    let hood = neighborhood(1, &[]);
+    let (authority, home) = (&hood.authority, &hood.homes[0]);
+    let (from, to) = window();
+    let sent = json(authority.cmd().args([
+        "request",
+        "--peer",
+        &home.address,
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--reason",
+        "package theft",
+        "--for",
+        "10m",
+    ]));
+    let request_id = sent["id"].as_str().expect("request id").to_owned();
+    let incoming = wait_for(Duration::from_secs(30), "the prompt", || {
+        home.incoming(&request_id)
+    });
+    assert!(!incoming["area"].as_bool().expect("area flag"));
+    let first_clip = incoming["matching_clips"][0]["clip_id"]
+        .as_str()
+        .expect("a clip")
+        .to_owned();
+    let granted = json(home.cmd().args([
+        "requests",
+        "approve",
+        &request_id,
+        "--for",
+        "4s",
+        "--clips",
+        &first_clip,
+    ]));
+    let token_id = granted["id"].as_str().expect("token id").to_owned();
+    wait_for(Duration::from_secs(30), "the clip to arrive", || {
+        let tokens = authority.tokens();
+        (token_of(&tokens, &token_id)?["clips_transferred"]
+            .as_array()?
+            .len()
+            == 1)
+            .then_some(())
+    });
+    assert!(
+        all_files(&authority.dir.join("received"))
+            .iter()
+            .any(|f| f.to_string_lossy().contains(&first_clip))
+    );
+    // At expiry the requester deletes what it received, unprompted.
+    wait_for(
+        Duration::from_secs(30),
+        "expiry to delete the footage",
+        || {
+            let tokens = authority.tokens();
+            (token_of(&tokens, &token_id)?["state"] == "deleted").then_some(())
+        },
+    );
+    assert!(
+        !all_files(&authority.dir.join("received"))
+            .iter()
+            .any(|f| f.to_string_lossy().contains(&first_clip))
+    );
+    let events = audit_events(authority);
+    assert!(events.iter().any(|e| e == "grant_ended"), "{events:?}");
+    audit_verifies(authority);
+    audit_verifies(home);
+}
+
+/// The lines the daemon logged about refused input (one per peer and cause, by design).
+fn refusal_lines(peer: &Peer) -> Vec<String> {
+    peer.log_text()
+        .lines()
+        .filter(|line| line.contains("refused input from a peer"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_hostile_peer_is_refused_logged_once_per_cause_and_never_prompts_twice() {
+    use porchlight_node::mesh::{Mesh, MeshConfig};
+    use porchlight_protocol::{
+        AgreementSecret, FootageRequest, PeerId, RequestTarget, Signed, SigningIdentity,
+        TimeWindow, Timestamp,
+    };
+    use rand_core::{OsRng, RngCore};
+
+    let hood = neighborhood(1, &[]);
+    let home = &hood.homes[0];
+    let home_peer: PeerId = home.peer_id.parse().expect("peer id");
+    let home_address: libp2p::Multiaddr = home
+        .address
+        .rsplit_once("/p2p/")
+        .expect("an address with /p2p/")
+        .0
+        .parse()
+        .expect("a multiaddr");
+    let attacker = SigningIdentity::generate(&mut OsRng);
+    let impostor = SigningIdentity::generate(&mut OsRng);
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64;
+    let request = |requester: PeerId, signer: &SigningIdentity| {
+        let mut nonce = [0u8; 16];
+        OsRng.fill_bytes(&mut nonce);
+        let body = FootageRequest {
+            requester,
+            target: RequestTarget::Peer(home_peer),
+            window: TimeWindow {
+                from: Timestamp::from_unix_millis(now_ms - 600_000),
+                to: Timestamp::from_unix_millis(now_ms + 60_000),
+            },
+            reason: "who parked on my lawn".into(),
+            case_number: None,
+            access_ms: 3_600_000,
+            nonce,
+            issued_at: Timestamp::from_unix_millis(now_ms),
+            reply_key: AgreementSecret::generate(&mut OsRng).public(),
+            credential_chain: Vec::new(),
+        };
+        Signed::sign(body, signer)
+            .expect("a valid request")
+            .to_bytes()
+    };
+
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let peer_book = hood._root.path().join("attacker-peers.json");
+    runtime.block_on(async {
+        let (mesh, _task) = Mesh::start(
+            MeshConfig {
+                identity_secret: attacker.to_secret_bytes(),
+                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")],
+                bootstrap: Vec::new(),
+                relay_server: false,
+                mdns: false,
+                cells: Default::default(),
+                peer_book,
+            },
+            |_| {},
+        )
+        .expect("the attacker's swarm starts");
+        mesh.add_address(home_peer, home_address);
+
+        // One honest-looking request, then the same bytes again, a request whose signer is
+        // not the sending peer, and garbage.
+        let genuine = request(attacker.peer_id(), &attacker);
+        mesh.send(home_peer, genuine.clone());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        mesh.send(home_peer, genuine);
+        mesh.send(home_peer, request(impostor.peer_id(), &impostor));
+        mesh.send(home_peer, b"\x00\x01 not an envelope".to_vec());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Then a flood of distinct, valid requests.
+        for _ in 0..40 {
+            mesh.send(home_peer, request(attacker.peer_id(), &attacker));
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    });
+
+    let incoming = home.requests()["incoming"]
+        .as_array()
+        .expect("a list")
+        .clone();
+    let from_attacker: Vec<&Value> = incoming
+        .iter()
+        .filter(|r| r["requester_peer"] == attacker.peer_id().to_string().as_str())
+        .collect();
+    // The replay prompted nothing new; the flood stopped at the per-peer burst (10).
+    let mut ids: Vec<&str> = from_attacker
+        .iter()
+        .map(|r| r["request_id"].as_str().expect("id"))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), from_attacker.len(), "a request prompted twice");
+    assert!(
+        (2..=10).contains(&from_attacker.len()),
+        "{} prompts from the flooding peer",
+        from_attacker.len()
+    );
+    assert!(
+        !incoming
+            .iter()
+            .any(|r| r["requester_peer"] == impostor.peer_id().to_string().as_str()),
+        "a request signed by someone other than its sender reached the owner"
+    );
+    // Replay, forgery/garbage and flood: each refused cause logged once, not per message.
+    let lines = refusal_lines(home);
+    assert_eq!(lines.len(), 4, "one log line per cause: {lines:#?}");
+    for cause in ["Replay", "SignerMismatch", "Invalid", "RateLimited"] {
+        assert_eq!(
+            lines.iter().filter(|l| l.contains(cause)).count(),
+            1,
+            "{cause}: {lines:#?}"
+        );
+    }
+    // The node is unharmed.
+    run_ok(home.cmd().arg("status"));
+    audit_verifies(home);
+}
