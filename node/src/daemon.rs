@@ -120,6 +120,9 @@ pub fn run(dir: DataDir, flags: Overrides) -> anyhow::Result<()> {
             "the audit log does not continue this node's chain; run `porchlight audit verify`",
         )?;
     }
+    let state_path = dir.consent_state();
+    node.restore(crate::consent_state::load(&state_path)?)
+        .context("cannot restore the consent state")?;
     let state = DaemonParts {
         cells,
         identity: keys.identity,
@@ -232,6 +235,15 @@ async fn serve(parts: DaemonParts) -> anyhow::Result<()> {
             end: record.end,
         });
     }
+    // `tokens list` and `tokens revoke` keep working across a restart.
+    let history: Vec<_> = crate::audit_log::read_all(&dir.audit_log())
+        .map(|records| records.into_iter().map(|record| record.entry).collect())
+        .unwrap_or_default();
+    let ledger = Ledger::rebuild(
+        &history,
+        &received.list().unwrap_or_default(),
+        node.peer_id(),
+    );
     let core = Driver {
         node,
         store: store.clone(),
@@ -240,8 +252,10 @@ async fn serve(parts: DaemonParts) -> anyhow::Result<()> {
         audit_identity: identity,
         mesh: mesh.clone(),
         transfers,
-        ledger: Ledger::default(),
+        ledger,
         vault,
+        saved_generation: 0,
+        state_path: dir.consent_state(),
     };
     let driver_thread = std::thread::Builder::new()
         .name("consent-driver".into())
@@ -339,8 +353,14 @@ async fn serve(parts: DaemonParts) -> anyhow::Result<()> {
     // Every clip is sealed; the driver finishes what it was given, then the mesh stops.
     driver.send(DriverInput::Stop);
     let _ = tokio::task::spawn_blocking(move || driver_thread.join()).await;
+    // The last handle gone, the swarm saves its peer book and ends.
     drop(mesh);
-    mesh_task.abort();
+    if tokio::time::timeout(Duration::from_secs(3), mesh_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the mesh did not stop in time");
+    }
     let _ = std::fs::remove_file(dir.api_address());
     let _ = std::fs::remove_file(dir.api_token());
     match stopped {

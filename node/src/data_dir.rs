@@ -72,6 +72,11 @@ impl DataDir {
         self.root.join("trust.toml")
     }
 
+    /// The consent core's durable state (see `consent_state`).
+    pub fn consent_state(&self) -> PathBuf {
+        self.root.join(crate::consent_state::CONSENT_STATE_FILE)
+    }
+
     /// Addresses of peers met before, kept across restarts (see `mesh::peer_book`).
     pub fn peer_book(&self) -> PathBuf {
         self.root.join("peers.json")

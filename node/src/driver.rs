@@ -186,6 +186,9 @@ pub struct Driver {
     pub ledger: Ledger,
     /// The vault secret, to decrypt received clips on `porchlight fetch -o DIR`.
     pub vault: AgreementSecret,
+    /// Where the core's durable state is saved, and the generation last saved there.
+    pub state_path: PathBuf,
+    pub saved_generation: u64,
 }
 
 impl Driver {
@@ -235,10 +238,26 @@ impl Driver {
                 }
             }
         }
+        // Then the state a restart needs (a token issued, a request sent), before the
+        // actions that depend on it leave the node.
+        self.save_state();
         for output in &outputs {
             self.carry_out(output);
         }
         result.map(|()| outputs)
+    }
+
+    fn save_state(&mut self) {
+        let generation = self.node.durable_generation();
+        if generation == self.saved_generation {
+            return;
+        }
+        match crate::consent_state::save(&self.state_path, &self.node.durable_state()) {
+            Ok(()) => self.saved_generation = generation,
+            Err(err) => {
+                tracing::error!(error = %format!("{err:#}"), "cannot save the consent state; a restart now would forget recent grants")
+            }
+        }
     }
 
     fn on_input(&mut self, input: DriverInput) {

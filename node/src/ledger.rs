@@ -8,13 +8,14 @@
 
 use std::collections::BTreeMap;
 
-use porchlight_core::{RequestSummary, Requester};
+use porchlight_core::{AuditEntry, AuditEvent, RequestSummary, Requester};
 use porchlight_protocol::{
     ClipId, ConsentToken, PeerId, RequestId, Signed, TimeWindow, Timestamp, TokenId,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::api::views::rfc3339;
+use crate::received::ReceivedGrant;
 
 /// Where an incoming request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,6 +198,51 @@ pub struct OutgoingDetails {
 }
 
 impl Ledger {
+    /// The tokens of an earlier run: those this node issued, from its audit log (grants and
+    /// revocations), and those it received, from the received store's grants. Requests are
+    /// not rebuilt (see `porchlight_core::state`: pending prompts do not survive a restart).
+    pub fn rebuild(entries: &[AuditEntry], received: &[ReceivedGrant], owner: PeerId) -> Ledger {
+        let mut ledger = Ledger::default();
+        for entry in entries {
+            match &entry.event {
+                AuditEvent::Granted {
+                    request_id,
+                    token_id,
+                    grantee,
+                    clips,
+                    not_after,
+                    retain,
+                    ..
+                } => ledger.token_issued(IssuedToken {
+                    token_id: *token_id,
+                    request_id: *request_id,
+                    owner,
+                    grantee: *grantee,
+                    clips: clips.clone(),
+                    issued_at: entry.at,
+                    not_after: *not_after,
+                    retain: *retain,
+                }),
+                AuditEvent::Revoked { token_id, .. } => ledger.revoked(token_id),
+                AuditEvent::FetchCompleted {
+                    token_id, clip_id, ..
+                } => ledger.transferred(token_id, *clip_id),
+                _ => {}
+            }
+        }
+        for grant in received {
+            let Ok(token) = Signed::<ConsentToken>::verify_untimed(&grant.token) else {
+                continue;
+            };
+            let token_id = grant.token_id;
+            ledger.grant_received(&grant.request_id, token);
+            for clip in grant.clips.iter().filter(|clip| clip.complete) {
+                ledger.transferred(&token_id, clip.clip_id);
+            }
+        }
+        ledger
+    }
+
     pub fn prompted(&mut self, request_id: RequestId, summary: RequestSummary) {
         self.incoming.insert(
             request_id,

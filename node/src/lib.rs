@@ -11,6 +11,7 @@ pub mod capture;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod consent_state;
 pub mod daemon;
 pub mod data_dir;
 pub mod driver;

@@ -711,3 +711,69 @@ fn a_hostile_peer_is_refused_logged_once_per_cause_and_never_prompts_twice() {
     run_ok(home.cmd().arg("status"));
     audit_verifies(home);
 }
+
+impl Peer {
+    /// SIGTERM, wait, and start again on the same data dir with the same flags.
+    fn restart(mut self, extra: &[&str]) -> Peer {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let exit = child.wait().expect("the daemon exits");
+        assert!(exit.success(), "the daemon stopped cleanly: {exit}");
+        Peer::start(self.dir.clone(), extra)
+    }
+}
+
+#[test]
+fn an_owner_restarted_keeps_its_grants_and_can_still_revoke_them() {
+    let mut hood = neighborhood(1, &[]);
+    let home = hood.homes.remove(0);
+    let authority = &hood.authority;
+    let (from, to) = window();
+    let sent = json(authority.cmd().args([
+        "request",
+        "--peer",
+        &home.address,
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--reason",
+        "graffiti",
+    ]));
+    let request_id = sent["id"].as_str().expect("request id").to_owned();
+    wait_for(Duration::from_secs(30), "the prompt", || {
+        home.incoming(&request_id)
+    });
+    let granted = json(
+        home.cmd()
+            .args(["requests", "approve", &request_id, "--for", "1h"]),
+    );
+    let token_id = granted["id"].as_str().expect("token id").to_owned();
+    wait_for(Duration::from_secs(30), "the fetch", || {
+        let tokens = authority.tokens();
+        let token = token_of(&tokens, &token_id)?.clone();
+        (token["clips_transferred"].as_array()?.len() == token["clips"].as_array()?.len())
+            .then_some(())
+    });
+
+    let home = home.restart(&["--camera", CAMERA, "--location", LOCATION]);
+    let tokens = home.tokens();
+    let token = token_of(&tokens, &token_id).expect("the issued token is listed after a restart");
+    assert_eq!(token["direction"], "issued");
+    assert_eq!(token["state"], "active");
+
+    run_ok(home.cmd().args(["tokens", "revoke", &token_id]));
+    wait_for(
+        Duration::from_secs(30),
+        "the revocation to reach the authority",
+        || {
+            let tokens = authority.tokens();
+            (token_of(&tokens, &token_id)?["state"] == "deleted").then_some(())
+        },
+    );
+    audit_verifies(&home);
+}

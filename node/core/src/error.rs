@@ -34,6 +34,8 @@ pub enum CoreError {
         "the audit chain can only be resumed once, before the node records anything, from an intact last entry"
     )]
     AuditResume,
+    #[error("the durable state must be restored before the node handles any input")]
+    RestoreTooLate,
     #[error("the protocol refuses this {what}: {source}")]
     Refused {
         what: &'static str,

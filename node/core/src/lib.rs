@@ -20,6 +20,7 @@
 //! - [`requester`](crate::requester) (private): sending requests and receiving decisions.
 //! - [`audit`]: the hash-chained audit log and [`verify_chain`].
 //! - [`config`], [`input`], [`output`], [`error`]: the data at the boundary.
+//! - [`state`]: what survives a restart ([`Node::durable_state`], [`Node::restore`]).
 //! - `limits`, `catalog` (private): rate limits, the replay cache, the clip catalog.
 //!
 //! Deliberately absent: the wire format and cryptography (porchlight-protocol), transports,
@@ -38,6 +39,7 @@ pub mod node;
 pub mod output;
 mod owner;
 mod requester;
+pub mod state;
 
 pub use audit::{AuditDecodeError, AuditEntry, AuditError, AuditEvent, check_entry, verify_chain};
 pub use config::{BucketConfig, NodeConfig, PreAuthorization, RateLimits, StandingRules};
@@ -45,3 +47,4 @@ pub use error::{CoreError, Misbehavior, MisbehaviorCause};
 pub use input::Input;
 pub use node::Node;
 pub use output::{ClipSummary, Output, RequestSummary, Requester};
+pub use state::DurableState;

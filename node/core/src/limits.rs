@@ -159,6 +159,18 @@ impl ReplayCache {
         self.expiry.first().map(|&(at, _, _)| at)
     }
 
+    /// Every entry as (forget at, requester, nonce), for the durable state.
+    pub(crate) fn snapshot(&self) -> impl Iterator<Item = (Timestamp, PeerId, [u8; 16])> + '_ {
+        self.expiry.iter().copied()
+    }
+
+    /// Puts back an entry from the durable state.
+    pub(crate) fn restore(&mut self, forget_at: Timestamp, requester: PeerId, nonce: [u8; 16]) {
+        if self.seen.insert((requester, nonce)) {
+            self.expiry.insert((forget_at, requester, nonce));
+        }
+    }
+
     pub(crate) fn entries(&self) -> usize {
         self.seen.len()
     }

@@ -23,6 +23,7 @@ use crate::error::{CoreError, Misbehavior, MisbehaviorCause};
 use crate::input::Input;
 use crate::limits::{RateLimiter, ReplayCache};
 use crate::output::{Output, RequestSummary};
+use crate::state::{DurableState, IssuedToken, OutgoingRequest, ReceivedGrant, SeenNonce};
 
 /// A request waiting for the owner's decision.
 #[derive(Debug)]
@@ -105,6 +106,8 @@ pub struct Node {
     pub(crate) received: BTreeMap<TokenId, Received>,
     pub(crate) misbehavior: BTreeMap<(PeerId, MisbehaviorCause), u64>,
     pub(crate) global_limit_drops: u64,
+    /// Counts changes to the durable state (see [`Node::durable_generation`]).
+    pub(crate) generation: u64,
 }
 
 impl Node {
@@ -135,6 +138,7 @@ impl Node {
             received: BTreeMap::new(),
             misbehavior: BTreeMap::new(),
             global_limit_drops: 0,
+            generation: 0,
         }
     }
 
@@ -229,6 +233,107 @@ impl Node {
         Ok(())
     }
 
+    /// A copy of what must survive a restart ([`crate::state`]).
+    pub fn durable_state(&self) -> DurableState {
+        DurableState {
+            issued: self
+                .issued
+                .iter()
+                .map(|(token_id, issued)| IssuedToken {
+                    token_id: *token_id,
+                    grantee: issued.grantee,
+                    not_after: issued.not_after,
+                    revoked: issued.revoked,
+                })
+                .collect(),
+            outgoing: self
+                .outgoing
+                .iter()
+                .map(|(request_id, out)| OutgoingRequest {
+                    request_id: *request_id,
+                    reply_secret: AgreementSecret::from_bytes(*out.reply_secret.to_bytes()),
+                    target: out.target,
+                })
+                .collect(),
+            received: self
+                .received
+                .iter()
+                .map(|(token_id, grant)| ReceivedGrant {
+                    token_id: *token_id,
+                    owner: grant.owner,
+                    not_after: grant.not_after,
+                    retain: grant.retain,
+                })
+                .collect(),
+            seen_nonces: self
+                .replay
+                .snapshot()
+                .map(|(forget_at, requester, nonce)| SeenNonce {
+                    requester,
+                    nonce,
+                    forget_at,
+                })
+                .collect(),
+        }
+    }
+
+    /// Increases whenever the durable state changes: the shell saves
+    /// [`Node::durable_state`] when this differs from what it last saved.
+    pub fn durable_generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Puts back the durable state of an earlier run. Call it once, right after
+    /// [`Node::new`] (and [`Node::resume_audit`]) and before any `handle`; entries whose
+    /// time has passed are dropped at the first timeout, as they would have been.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::RestoreTooLate`] if this node has already handled input. Nothing changes.
+    pub fn restore(&mut self, state: DurableState) -> Result<(), CoreError> {
+        let fresh = self.issued.is_empty()
+            && self.outgoing.is_empty()
+            && self.received.is_empty()
+            && self.replay.entries() == 0
+            && self.pending.is_empty();
+        if !fresh {
+            return Err(CoreError::RestoreTooLate);
+        }
+        for token in state.issued {
+            self.issued.insert(
+                token.token_id,
+                Issued {
+                    grantee: token.grantee,
+                    not_after: token.not_after,
+                    revoked: token.revoked,
+                },
+            );
+        }
+        for request in state.outgoing {
+            self.outgoing.insert(
+                request.request_id,
+                Outgoing {
+                    reply_secret: request.reply_secret,
+                    target: request.target,
+                },
+            );
+        }
+        for grant in state.received {
+            self.received.insert(
+                grant.token_id,
+                Received {
+                    owner: grant.owner,
+                    not_after: grant.not_after,
+                    retain: grant.retain,
+                },
+            );
+        }
+        for seen in state.seen_nonces {
+            self.replay.restore(seen.forget_at, seen.requester, seen.nonce);
+        }
+        Ok(())
+    }
+
     /// The next output, or `None` when drained.
     pub fn poll(&mut self) -> Option<Output> {
         self.outputs.pop_front()
@@ -294,6 +399,11 @@ impl Node {
             .is_some_and(|issued| issued.revoked)
     }
 
+    /// Notes that the durable state changed.
+    pub(crate) fn changed(&mut self) {
+        self.generation += 1;
+    }
+
     pub(crate) fn emit(&mut self, output: Output) {
         self.outputs.push_back(output);
     }
@@ -338,7 +448,11 @@ impl Node {
 
     fn on_timeout(&mut self) {
         let now = self.now;
+        let seen = self.replay.entries();
         self.replay.prune(now);
+        if self.replay.entries() != seen {
+            self.changed();
+        }
         self.limiter.prune(now);
         self.expire_issued(now);
         self.expire_received(now);

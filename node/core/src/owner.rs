@@ -73,6 +73,7 @@ impl Node {
         {
             return self.misbehaved(from, Misbehavior::Replay(request_id));
         }
+        self.changed();
         let addressed_here = match &request.target {
             RequestTarget::Peer(peer) => *peer == self.me,
             RequestTarget::Area(cells) => cells.iter().any(|cell| self.config.cells.contains(cell)),
@@ -250,6 +251,7 @@ impl Node {
                 revoked: false,
             },
         );
+        self.changed();
         self.emit(Output::Send {
             to: terms.grantee,
             bytes: decision.to_bytes(),
@@ -385,6 +387,7 @@ impl Node {
         if let Some(issued) = self.issued.get_mut(&token_id) {
             issued.revoked = true;
         }
+        self.changed();
         self.emit(Output::Send {
             to: grantee,
             bytes: revocation.to_bytes(),
@@ -458,6 +461,7 @@ impl Node {
     pub(crate) fn expire_issued(&mut self, now: Timestamp) {
         for token_id in due(&self.issued, now, Issued::forget_at) {
             self.issued.remove(&token_id);
+            self.changed();
         }
     }
 }

@@ -68,6 +68,7 @@ impl Node {
                 target: peer,
             },
         );
+        self.changed();
         self.emit(Output::RequestSent { request_id });
         self.record(AuditEvent::RequestSent { request_id, area });
         Ok(())
@@ -157,6 +158,7 @@ impl Node {
                 retain: body.retain,
             },
         );
+        self.changed();
         self.emit(Output::Granted { request_id, token });
         self.record(AuditEvent::GrantReceived {
             request_id,
@@ -229,6 +231,7 @@ impl Node {
         let Some(grant) = self.received.remove(&token_id) else {
             return;
         };
+        self.changed();
         let deleted = !grant.retain;
         if deleted {
             self.emit(Output::DeleteReceived { token_id });
