@@ -16,7 +16,7 @@
 //! - [`node`]: the [`Node`] type, its API and plumbing (clock clamping, misbehavior
 //!   counting, audit appends).
 //! - [`owner`](crate::owner) (private): admission, triage and the owner's decisions; fetch
-//!   checks; revocation.
+//!   checks; revocation; the owner's queue limits ([`MAX_PENDING_REQUESTS`], [`PENDING_FOR`]).
 //! - [`requester`](crate::requester) (private): sending requests and receiving decisions.
 //! - [`audit`]: the hash-chained audit log and [`verify_chain`].
 //! - [`config`], [`input`], [`output`], [`error`]: the data at the boundary.
@@ -47,4 +47,5 @@ pub use error::{CoreError, Misbehavior, MisbehaviorCause};
 pub use input::Input;
 pub use node::Node;
 pub use output::{ClipSummary, Output, RequestSummary, Requester};
+pub use owner::{MAX_PENDING_REQUESTS, PENDING_FOR};
 pub use state::DurableState;

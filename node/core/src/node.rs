@@ -106,6 +106,7 @@ pub struct Node {
     pub(crate) received: BTreeMap<TokenId, Received>,
     pub(crate) misbehavior: BTreeMap<(PeerId, MisbehaviorCause), u64>,
     pub(crate) global_limit_drops: u64,
+    pub(crate) pending_overflow_drops: u64,
     /// Counts changes to the durable state (see [`Node::durable_generation`]).
     pub(crate) generation: u64,
 }
@@ -138,6 +139,7 @@ impl Node {
             received: BTreeMap::new(),
             misbehavior: BTreeMap::new(),
             global_limit_drops: 0,
+            pending_overflow_drops: 0,
             generation: 0,
         }
     }
@@ -329,7 +331,8 @@ impl Node {
             );
         }
         for seen in state.seen_nonces {
-            self.replay.restore(seen.forget_at, seen.requester, seen.nonce);
+            self.replay
+                .restore(seen.forget_at, seen.requester, seen.nonce);
         }
         Ok(())
     }
@@ -348,10 +351,25 @@ impl Node {
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let grant_expiry = self.received.values().map(|grant| grant.not_after).min();
         let issued_expiry = self.issued.values().map(Issued::forget_at).min();
-        [self.replay.next_expiry(), grant_expiry, issued_expiry]
-            .into_iter()
-            .flatten()
-            .min()
+        let pending_expiry = self
+            .pending
+            .values()
+            .map(|pending| {
+                pending
+                    .summary
+                    .received_at
+                    .saturating_add(crate::owner::PENDING_FOR)
+            })
+            .min();
+        [
+            self.replay.next_expiry(),
+            grant_expiry,
+            issued_expiry,
+            pending_expiry,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// This node's peer id.
@@ -377,6 +395,11 @@ impl Node {
     /// Requests dropped because the global rate limit was exhausted.
     pub fn global_limit_drops(&self) -> u64 {
         self.global_limit_drops
+    }
+
+    /// Requests dropped because the owner's queue was full ([`crate::MAX_PENDING_REQUESTS`]).
+    pub fn pending_overflow_drops(&self) -> u64 {
+        self.pending_overflow_drops
     }
 
     /// Requests waiting for the owner, oldest id first.
@@ -455,6 +478,7 @@ impl Node {
         }
         self.limiter.prune(now);
         self.expire_issued(now);
+        self.expire_pending(now);
         self.expire_received(now);
     }
 }

@@ -23,6 +23,12 @@ use crate::limits::Refused;
 use crate::node::{Issued, Node, Pending, due};
 use crate::output::{Output, RequestSummary, Requester};
 
+/// At most this many requests wait for the owner at once.
+pub const MAX_PENDING_REQUESTS: usize = 500;
+/// A request the owner has not decided within this time is dropped from the queue (the
+/// requester's freshness window closed long ago; if it still matters it asks again).
+pub const PENDING_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// What a grant is built from.
 struct GrantTerms {
     request_id: RequestId,
@@ -131,6 +137,13 @@ impl Node {
             received_at: now,
         };
         if self.try_pre_authorized(request_id, &request, &summary) {
+            return;
+        }
+        if self.pending.len() >= MAX_PENDING_REQUESTS {
+            // The owner's queue is full (a flood from many identities, or an owner away for
+            // long): drop the newest rather than grow without bound. Not the sender's fault
+            // alone, so counted, not reported as misbehavior.
+            self.pending_overflow_drops += 1;
             return;
         }
         self.record(received(verified, RequestOutcome::Prompted));
@@ -455,6 +468,16 @@ impl Node {
     fn reject_fetch(&mut self, to: PeerId, code: RejectCode) {
         self.emit(Output::RejectFetch { to, code });
         self.record(AuditEvent::FetchRefused { peer: to, code });
+    }
+
+    /// Drops requests the owner left undecided for [`PENDING_FOR`].
+    pub(crate) fn expire_pending(&mut self, now: Timestamp) {
+        let stale = due(&self.pending, now, |pending| {
+            pending.summary.received_at.saturating_add(PENDING_FOR)
+        });
+        for request_id in stale {
+            self.pending.remove(&request_id);
+        }
     }
 
     /// Forgets issued tokens that can no longer verify (past `not_after` plus the skew).

@@ -294,3 +294,54 @@ fn a_token_signed_by_another_owner_is_refused() {
     let log = fetch(&mut pair, REQUESTER, bytes, 1);
     assert!(rejected(&log, REQUESTER, RejectCode::Invalid), "{log:#?}");
 }
+
+#[test]
+fn the_owners_queue_is_bounded_and_undecided_requests_expire() {
+    use porchlight_core::{BucketConfig, MAX_PENDING_REQUESTS, PENDING_FOR, RateLimits};
+    // Many requesters, each within its own limits: the queue stops at its bound.
+    let unlimited = BucketConfig {
+        burst: u32::MAX,
+        refill_every: Duration::from_millis(1),
+    };
+    let config = NodeConfig {
+        limits: RateLimits {
+            per_peer: unlimited,
+            global: unlimited,
+        },
+        ..NodeConfig::default()
+    };
+    let mut owner = Node::new(config, identity(OWNER), [3; 32], t(0));
+    owner
+        .handle(
+            t(0),
+            Input::ClipAdded {
+                clip_id: clip(1),
+                camera: "porch".into(),
+                start: t(-900),
+                end: t(-840),
+            },
+        )
+        .expect("clip");
+    let extra = 5;
+    for n in 0..(MAX_PENDING_REQUESTS + extra) {
+        let mut secret = [0u8; 32];
+        secret[..8].copy_from_slice(&(n as u64 + 1000).to_be_bytes());
+        let requester = porchlight_protocol::SigningIdentity::from_secret_bytes(&secret);
+        let frame = Input::FrameReceived {
+            from: requester.peer_id(),
+            bytes: raw_request(&requester, identity(OWNER).peer_id(), t(0), 1),
+        };
+        owner.handle(t(0), frame).expect("network input never errs");
+    }
+    owner.drain();
+    assert_eq!(owner.pending_requests().count(), MAX_PENDING_REQUESTS);
+    assert_eq!(owner.pending_overflow_drops(), extra as u64);
+
+    // A week later, undecided requests are gone and the timer said when.
+    let expiry = owner.poll_timeout().expect("a timer for the queue");
+    assert!(expiry <= t(0).saturating_add(PENDING_FOR));
+    owner
+        .handle(t(0).saturating_add(PENDING_FOR), Input::Timeout)
+        .expect("timeout");
+    assert_eq!(owner.pending_requests().count(), 0);
+}

@@ -65,24 +65,40 @@ fn an_owner_restarted_from_its_state_still_serves_its_grants_and_refuses_revoked
         retain: false,
     })
     .expect("pending request");
-    assert!(pair.owner.durable_generation() > generation, "issuing changes the durable state");
+    assert!(
+        pair.owner.durable_generation() > generation,
+        "issuing changes the durable state"
+    );
     let token = granted_token(&pair.requester_log);
 
     let mut owner = restarted(&pair.owner, OWNER, t(5));
     assert!(
-        fetch(&mut owner, &token).iter().any(|o| matches!(o, Output::ServeFetch { .. })),
+        fetch(&mut owner, &token)
+            .iter()
+            .any(|o| matches!(o, Output::ServeFetch { .. })),
         "a grant made before the restart still serves"
     );
 
     owner
-        .handle(t(20), Input::Revoke { token_id: token.body().token_id })
+        .handle(
+            t(20),
+            Input::Revoke {
+                token_id: token.body().token_id,
+            },
+        )
         .expect("the restored token can be revoked");
     owner.drain();
     let mut again = restarted(&owner, OWNER, t(30));
     assert!(again.is_revoked(&token.body().token_id));
     let outputs = fetch(&mut again, &token);
     assert!(
-        outputs.iter().any(|o| matches!(o, Output::RejectFetch { code: RejectCode::Invalid, .. })),
+        outputs.iter().any(|o| matches!(
+            o,
+            Output::RejectFetch {
+                code: RejectCode::Invalid,
+                ..
+            }
+        )),
         "a revocation survives the restart: {outputs:#?}"
     );
 }
@@ -102,13 +118,21 @@ fn a_replay_after_a_restart_is_still_a_replay() {
     let mut restarted = Node::new(NodeConfig::default(), identity(OWNER), [2; 32], t(1));
     restarted.restore(owner.durable_state()).expect("fresh");
     assert_eq!(restarted.replay_entries(), 1);
-    restarted.handle(t(1), frame(&request)).expect("network input");
+    restarted
+        .handle(t(1), frame(&request))
+        .expect("network input");
     let outputs = restarted.drain();
     assert!(
-        outputs.iter().any(|o| matches!(o, Output::PeerMisbehaved { .. })),
+        outputs
+            .iter()
+            .any(|o| matches!(o, Output::PeerMisbehaved { .. })),
         "the replay is refused: {outputs:#?}"
     );
-    assert!(!outputs.iter().any(|o| matches!(o, Output::PromptOwner { .. })));
+    assert!(
+        !outputs
+            .iter()
+            .any(|o| matches!(o, Output::PromptOwner { .. }))
+    );
 }
 
 #[test]
@@ -117,7 +141,9 @@ fn a_requester_restarted_from_its_state_accepts_its_grant_and_deletes_it_at_expi
     let (request_id, _) = pair.ask_and_prompt();
     // The requester restarts while the owner is deciding.
     let mut requester = Node::new(NodeConfig::default(), identity(REQUESTER), [5; 32], t(1));
-    requester.restore(pair.requester.durable_state()).expect("fresh");
+    requester
+        .restore(pair.requester.durable_state())
+        .expect("fresh");
     pair.requester = requester;
     pair.owner_do(Input::Approve {
         request_id,
@@ -131,10 +157,16 @@ fn a_requester_restarted_from_its_state_accepts_its_grant_and_deletes_it_at_expi
 
     // And restarts again while holding the grant: expiry still deletes.
     let mut requester = Node::new(NodeConfig::default(), identity(REQUESTER), [6; 32], t(2));
-    requester.restore(pair.requester.durable_state()).expect("fresh");
+    requester
+        .restore(pair.requester.durable_state())
+        .expect("fresh");
     assert_eq!(requester.poll_timeout(), Some(t(600)));
     requester.handle(t(600), Input::Timeout).expect("timeout");
-    assert!(requester.drain().contains(&Output::DeleteReceived { token_id }));
+    assert!(
+        requester
+            .drain()
+            .contains(&Output::DeleteReceived { token_id })
+    );
 }
 
 #[test]
@@ -142,5 +174,8 @@ fn restoring_into_a_node_that_already_ran_is_refused() {
     let mut pair = Pair::new(NodeConfig::default(), NodeConfig::default());
     pair.ask_and_prompt();
     let state = pair.requester.durable_state();
-    assert_eq!(pair.requester.restore(state), Err(CoreError::RestoreTooLate));
+    assert_eq!(
+        pair.requester.restore(state),
+        Err(CoreError::RestoreTooLate)
+    );
 }

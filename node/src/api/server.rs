@@ -219,10 +219,24 @@ async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<StatusView>, 
 }
 
 async fn id(State(state): State<Arc<ApiState>>) -> Json<IdView> {
+    let listen_addresses = match &state.mesh {
+        Some(mesh) => mesh
+            .status()
+            .await
+            .map(|status| {
+                status
+                    .listen_addresses
+                    .iter()
+                    .map(|address| format!("{address}/p2p/{}", status.peer_id))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
     Json(IdView {
         peer_id: state.peer_id.clone(),
         vault_public_key: state.vault_public_key.clone(),
-        listen_addresses: Vec::new(),
+        listen_addresses,
         api: state.api_address.clone(),
     })
 }

@@ -47,7 +47,8 @@ pub struct DiskView {
 pub struct IdView {
     pub peer_id: String,
     pub vault_public_key: String,
-    /// Mesh listen addresses (empty until networking lands).
+    /// Mesh listen addresses, each ending in `/p2p/PEER_ID` (what others pass to
+    /// `--bootstrap` or `request --peer`).
     pub listen_addresses: Vec<String>,
     pub api: String,
 }

@@ -238,9 +238,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("peer id           {}", id.peer_id);
                 println!("vault public key  {}", id.vault_public_key);
                 println!("local api         {}", id.api);
-                if id.listen_addresses.is_empty() {
-                    println!("listening on      (no mesh networking yet)");
-                }
                 for address in &id.listen_addresses {
                     println!("listening on      {address}");
                 }
