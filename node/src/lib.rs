@@ -24,4 +24,4 @@ pub mod recording;
 pub mod store;
 pub mod transfers;
 pub mod trust;
-pub mod walkthrough;
+pub mod neighborhood_demo;
