@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use porchlight_protocol::PeerId;
 
 use self::audit::AuditCommand;
 use crate::api::client::ApiClient;
@@ -88,14 +89,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Walk through the consent flow in one process, with the real protocol code
+    /// Run a small neighborhood on this machine and follow one consent request end to end
     ///
-    /// A home seals a clip, an authority asks for it with a credential, the owner grants a
-    /// time-limited token, the authority opens the clip, tampering is caught, the owner
-    /// revokes. The mesh comes with the mesh milestone.
+    /// Starts three homes with test cameras and a police node with a credential from a demo
+    /// trust root, as `porchlight node` processes on loopback. The police ask the area for
+    /// footage; one home approves, one denies, one never answers; the police fetch and
+    /// export the MP4; the owner revokes and the next fetch is refused; each home's audit
+    /// report is printed. Ends by itself in well under a minute.
     Demo {
-        /// Where to leave the demo's files (default: a new directory under the system
-        /// temporary directory)
+        /// Where to leave the demo's files: a new or empty directory (default: a new
+        /// directory under the system temporary directory, kept afterwards)
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -193,7 +196,7 @@ pub enum StoreCommand {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Demo { dir } => crate::walkthrough::run(dir),
+        Command::Demo { dir } => crate::neighborhood_demo::run(dir),
         Command::Init { name } => init(DataDir::resolve(cli.data_dir)?, name),
         Command::Node(args) => crate::daemon::run(
             DataDir::resolve(cli.data_dir)?,
@@ -275,7 +278,21 @@ pub(crate) fn print<T: serde::Serialize>(
     Ok(())
 }
 
-fn init(dir: DataDir, name: Option<String>) -> anyhow::Result<()> {
+/// What [`init_node`] did to a data dir.
+#[derive(Debug, Clone)]
+pub struct InitReport {
+    pub peer_id: PeerId,
+    /// Whether the keys are new or were already there (and kept).
+    pub created: Created,
+    /// The config file, if this run wrote it (an existing one is never replaced).
+    pub config_written: Option<PathBuf>,
+}
+
+/// Creates a node in `dir`, or completes one that is partly there: the directory (0700),
+/// identity and vault keys, the clip store, and a `config.toml` naming the node `name`.
+/// Existing keys and config are kept, never overwritten. Prints nothing: `porchlight init`
+/// and `porchlight demo` both use it.
+pub fn init_node(dir: &DataDir, name: Option<String>) -> anyhow::Result<InitReport> {
     // Only the owner may look inside a new data dir: keys, the index and clip names live
     // there. An existing directory keeps its mode.
     use std::os::unix::fs::DirBuilderExt;
@@ -285,7 +302,7 @@ fn init(dir: DataDir, name: Option<String>) -> anyhow::Result<()> {
         .create(dir.root())
         .with_context(|| format!("cannot create data dir {}", dir.root().display()))?;
     dir.check_usable()?;
-    let (keys, created) = NodeKeys::create(&dir)?;
+    let (keys, created) = NodeKeys::create(dir)?;
     // Opening the store creates it (index, clips dir, the vault check); closing it at once
     // releases its lock for `porchlight node`.
     let peer_id = keys.identity.peer_id();
@@ -294,23 +311,32 @@ fn init(dir: DataDir, name: Option<String>) -> anyhow::Result<()> {
             .context("cannot create the clip store; is a porchlight node already running here?")?,
     );
     let config = dir.config();
-    let wrote_config = if config.exists() {
-        false
+    let config_written = if config.exists() {
+        None
     } else {
         let name = name.unwrap_or_else(|| "porchlight".to_owned());
         std::fs::write(&config, default_config_text(&name))
             .with_context(|| format!("cannot write {}", config.display()))?;
-        true
+        Some(config)
     };
-    match created {
+    Ok(InitReport {
+        peer_id,
+        created,
+        config_written,
+    })
+}
+
+fn init(dir: DataDir, name: Option<String>) -> anyhow::Result<()> {
+    let report = init_node(&dir, name)?;
+    match report.created {
         Created::New => println!("created a new node in {}", dir.root().display()),
         Created::AlreadyThere => println!(
             "{} already holds a node; its keys were kept, nothing was overwritten",
             dir.root().display()
         ),
     }
-    println!("peer id  {peer_id}");
-    if wrote_config {
+    println!("peer id  {}", report.peer_id);
+    if let Some(config) = &report.config_written {
         println!("config   {}", config.display());
     }
     println!(
