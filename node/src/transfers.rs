@@ -27,6 +27,12 @@ use crate::received::{ReceivedError, ReceivedStore};
 
 /// How long an owner waits for a grantee's request frame.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Fetch streams an owner serves at once to one peer, and to everyone. A stream over the
+/// limit is closed unanswered; the grantee's resume-and-retry takes it up later.
+const SERVE_PER_PEER: usize = 4;
+const SERVE_TOTAL: usize = 16;
+/// Clips of one grant a requester fetches at once (under the owner's per-peer limit).
+const FETCH_PER_GRANT: usize = 3;
 /// Attempts per clip before a fetch is left for `porchlight fetch` to retry.
 const ATTEMPTS: u32 = 5;
 
@@ -74,11 +80,20 @@ impl Transfers {
             .map_err(|_| anyhow::anyhow!("the fetch protocol is already being served"))?;
         let driver = self.driver.clone();
         self.runtime.spawn(async move {
+            let serving: Arc<Mutex<BTreeMap<PeerId, usize>>> = Arc::default();
             while let Some((peer, stream)) = incoming.next().await {
                 let Some(from) = from_libp2p(&peer) else {
                     continue;
                 };
-                tokio::spawn(serve_one(from, stream, driver.clone()));
+                let Some(slot) = ServeSlot::take(&serving, from) else {
+                    tracing::debug!(peer = %from, "too many fetch streams at once; closing one unanswered");
+                    continue;
+                };
+                let driver = driver.clone();
+                tokio::spawn(async move {
+                    serve_one(from, stream, driver).await;
+                    drop(slot);
+                });
             }
         });
         Ok(())
@@ -92,6 +107,7 @@ impl Transfers {
         };
         let secret = Arc::new(reply_secret);
         let token = Arc::new(token);
+        let slots = Arc::new(tokio::sync::Semaphore::new(FETCH_PER_GRANT));
         let mut handles = Vec::new();
         for clip_id in body.clips {
             let task = FetchTask {
@@ -102,7 +118,13 @@ impl Transfers {
                 token: token.clone(),
                 secret: secret.clone(),
             };
-            let handle = self.runtime.spawn(task.run(clip_id));
+            let slots = slots.clone();
+            let handle = self.runtime.spawn(async move {
+                let Ok(_slot) = slots.acquire().await else {
+                    return;
+                };
+                task.run(clip_id).await;
+            });
             handles.push(handle.abort_handle());
         }
         self.tasks
@@ -122,6 +144,40 @@ impl Transfers {
             .remove(token_id);
         for handle in handles.into_iter().flatten() {
             handle.abort();
+        }
+    }
+}
+
+/// One fetch stream being served, counted per peer and in total while it lives.
+struct ServeSlot {
+    serving: Arc<Mutex<BTreeMap<PeerId, usize>>>,
+    peer: PeerId,
+}
+
+impl ServeSlot {
+    fn take(serving: &Arc<Mutex<BTreeMap<PeerId, usize>>>, peer: PeerId) -> Option<ServeSlot> {
+        let mut counts = serving.lock().unwrap_or_else(PoisonError::into_inner);
+        let total: usize = counts.values().sum();
+        let mine = counts.get(&peer).copied().unwrap_or(0);
+        if total >= SERVE_TOTAL || mine >= SERVE_PER_PEER {
+            return None;
+        }
+        counts.insert(peer, mine + 1);
+        Some(ServeSlot {
+            serving: serving.clone(),
+            peer,
+        })
+    }
+}
+
+impl Drop for ServeSlot {
+    fn drop(&mut self) {
+        let mut counts = self.serving.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.peer);
+            }
         }
     }
 }
@@ -230,5 +286,36 @@ impl FetchTask {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serving_is_bounded_per_peer_and_in_total_and_slots_come_back() {
+        let serving: Arc<Mutex<BTreeMap<PeerId, usize>>> = Arc::default();
+        let peer = |n: u8| PeerId::from_public_key_bytes([n; 32]);
+        let mine: Vec<_> = (0..SERVE_PER_PEER)
+            .map(|_| ServeSlot::take(&serving, peer(1)).expect("under the per-peer limit"))
+            .collect();
+        assert!(
+            ServeSlot::take(&serving, peer(1)).is_none(),
+            "per-peer limit"
+        );
+        let mut others = Vec::new();
+        for n in 2.. {
+            match ServeSlot::take(&serving, peer(n)) {
+                Some(slot) => others.push(slot),
+                None => break,
+            }
+        }
+        assert_eq!(mine.len() + others.len(), SERVE_TOTAL, "total limit");
+        drop(mine);
+        assert!(
+            ServeSlot::take(&serving, peer(1)).is_some(),
+            "slots are returned"
+        );
     }
 }
