@@ -593,6 +593,17 @@ impl Driver {
                     retain: *retain,
                 });
             }
+            AuditEvent::GrantEnded {
+                token_id,
+                why,
+                deleted: false,
+            } => {
+                // Retention was granted: the footage stays, and the owner said so.
+                tracing::info!(token = %token_id, ?why, "grant ended; the owner allowed keeping the footage, so it was not deleted");
+                if *why == porchlight_core::audit::GrantEnd::Revoked {
+                    self.ledger.revoked(token_id);
+                }
+            }
             AuditEvent::Revoked { token_id, .. } => {
                 self.ledger.revoked(token_id);
                 for clip in self.ledger.issued_clips(token_id) {

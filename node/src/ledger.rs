@@ -119,7 +119,8 @@ pub struct TokenView {
     pub not_before: String,
     pub not_after: String,
     pub retain: bool,
-    /// `active`, `expired`, `revoked` (or, received, `deleted`).
+    /// `active`, `expired`, `revoked` (or, received, `deleted`). A received token that is
+    /// `revoked` or `expired` but not `deleted` was granted with `retain`: its footage stays.
     pub state: String,
     /// Clips fetched (received) or served (issued) so far.
     pub clips_transferred: Vec<String>,

@@ -777,3 +777,61 @@ fn an_owner_restarted_keeps_its_grants_and_can_still_revoke_them() {
     );
     audit_verifies(&home);
 }
+
+#[test]
+fn a_grant_with_retention_keeps_the_footage_after_revocation_and_says_so() {
+    let hood = neighborhood(1, &[]);
+    let (authority, home) = (&hood.authority, &hood.homes[0]);
+    let (from, to) = window();
+    let sent = json(authority.cmd().args([
+        "request",
+        "--peer",
+        &home.address,
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--reason",
+        "insurance claim",
+    ]));
+    let request_id = sent["id"].as_str().expect("request id").to_owned();
+    wait_for(Duration::from_secs(30), "the prompt", || {
+        home.incoming(&request_id)
+    });
+    let granted = json(
+        home.cmd()
+            .args(["requests", "approve", &request_id, "--retain"]),
+    );
+    let token_id = granted["id"].as_str().expect("token id").to_owned();
+    wait_for(Duration::from_secs(30), "the fetch", || {
+        let tokens = authority.tokens();
+        let token = token_of(&tokens, &token_id)?.clone();
+        (token["clips_transferred"].as_array()?.len() == token["clips"].as_array()?.len())
+            .then_some(())
+    });
+    assert!(
+        authority.tokens()["tokens"][0]["retain"]
+            .as_bool()
+            .expect("retain flag")
+    );
+    run_ok(home.cmd().args(["tokens", "revoke", &token_id]));
+    wait_for(Duration::from_secs(30), "the revocation to arrive", || {
+        let tokens = authority.tokens();
+        (token_of(&tokens, &token_id)?["state"] == "revoked").then_some(())
+    });
+    let received = all_files(&authority.dir.join("received"));
+    assert!(
+        received
+            .iter()
+            .any(|f| f.to_string_lossy().contains(&token_id)),
+        "the footage was kept"
+    );
+    let export = hood._root.path().join("kept");
+    let fetched = json(
+        authority
+            .cmd()
+            .args(["fetch", &token_id, "-o"])
+            .arg(&export),
+    );
+    assert!(!fetched["exported"].as_array().expect("exported").is_empty());
+}
