@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use porchlight_core::{AuditEvent, Input, Node, Output};
 use porchlight_protocol::{
@@ -30,9 +30,9 @@ use crate::received::{ExportSelection, ReceivedStore};
 use crate::store::{CiphertextReader, Store};
 use crate::transfers::Transfers;
 
-/// How long the driver sleeps at most when the core has no timer armed (it also sweeps
-/// expired received grants then).
-const IDLE_WAKE: Duration = Duration::from_secs(5);
+/// How often received footage is checked for expiry independently of the core (which
+/// forgets a grant's timer across a restart only if its state file was lost).
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// One thing for the driver to do, in order.
 #[derive(Debug)]
@@ -195,21 +195,27 @@ impl Driver {
     /// Runs until [`DriverInput::Stop`] or until every handle is dropped.
     pub fn run(mut self, inputs: mpsc::Receiver<DriverInput>) {
         self.sweep_received();
+        let mut next_sweep = Instant::now() + SWEEP_EVERY;
         loop {
+            // Timers first, so a steady stream of input cannot hold back an expiry.
             let now = self.now();
+            if self.node.poll_timeout().is_some_and(|at| at <= now) {
+                let _ = self.feed(Input::Timeout);
+            }
+            if Instant::now() >= next_sweep {
+                self.sweep_received();
+                next_sweep = Instant::now() + SWEEP_EVERY;
+            }
             let wait = self
                 .node
                 .poll_timeout()
                 .map(|at| at.duration_since(now))
-                .unwrap_or(IDLE_WAKE)
-                .min(IDLE_WAKE);
+                .unwrap_or(SWEEP_EVERY)
+                .min(next_sweep.saturating_duration_since(Instant::now()));
             match inputs.recv_timeout(wait) {
                 Ok(DriverInput::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(input) => self.on_input(input),
-                Err(RecvTimeoutError::Timeout) => {
-                    let _ = self.feed(Input::Timeout);
-                    self.sweep_received();
-                }
+                Err(RecvTimeoutError::Timeout) => {}
             }
         }
         tracing::debug!("driver stopped");
