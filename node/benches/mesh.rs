@@ -252,7 +252,7 @@ fn rfc3339(time: SystemTime) -> String {
 struct Daemon {
     name: String,
     dir: PathBuf,
-    _child: Killed,
+    child: Killed,
     peer_id: String,
     /// `/ip4/127.0.0.1/tcp/PORT/p2p/PEER_ID`.
     address: String,
@@ -312,13 +312,17 @@ impl Daemon {
             address: format!("{address}/p2p/{peer_id}"),
             peer_id,
             dir,
-            _child: child,
+            child,
             api,
         })
     }
 
     fn cmd(&self) -> Command {
         porchlight(&self.dir)
+    }
+
+    fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        cpu_seconds(self.child.0.id(), false)
     }
 
     /// The node's audit log, through `porchlight audit list --json` (it reads the file).
@@ -687,6 +691,8 @@ impl Latency {
 // ---------------------------------------------------------------------------------------
 
 struct FetchRound {
+    /// CPU seconds both daemons used from the request until the clip was stored.
+    cpu_seconds: f64,
     /// grant_received -> clip_received at the authority, ms.
     requester_ms: u64,
     /// fetch_served -> fetch_completed at the owner, ms.
@@ -696,6 +702,8 @@ struct FetchRound {
 }
 
 struct ScpRound {
+    /// CPU seconds of scp and ssh (client) and of sshd's processes for the connection.
+    cpu_seconds: f64,
     copy: Duration,
     /// The copy and then `sync FILE` (an fsync of it), as porchlight's receiver does.
     copy_and_fsync: Duration,
@@ -767,9 +775,10 @@ fn measure_fetch(hood: &Hood, knobs: &Knobs, root: &Path) -> anyhow::Result<Fetc
         sync_all()?;
         let fetched = fetch_round(hood)?;
         println!(
-            "   round {round}: porchlight {:.2} s (owner's side {:.2} s)",
+            "   round {round}: porchlight {:.2} s (owner's side {:.2} s), {:.1} CPU s",
             fetched.requester_ms as f64 / 1e3,
-            fetched.owner_ms as f64 / 1e3
+            fetched.owner_ms as f64 / 1e3,
+            fetched.cpu_seconds
         );
         rounds.push(fetched);
         if let Some(sshd) = &sshd {
@@ -779,10 +788,11 @@ fn measure_fetch(hood: &Hood, knobs: &Knobs, root: &Path) -> anyhow::Result<Fetc
                 let copied =
                     sshd.copy(&hood.source, &root.join("sshd").join("copy.bin"), forced)?;
                 println!(
-                    "   round {round}: scp ({}) {:.2} s (then fsync: {:.2} s)",
+                    "   round {round}: scp ({}) {:.2} s (then fsync: {:.2} s), {:.1} CPU s",
                     series.cipher,
                     copied.copy.as_secs_f64(),
-                    copied.copy_and_fsync.as_secs_f64()
+                    copied.copy_and_fsync.as_secs_f64(),
+                    copied.cpu_seconds
                 );
                 series.rounds.push(copied);
             }
@@ -803,6 +813,37 @@ fn sync_all() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// CPU seconds process `pid` has used (user + system), plus, with `children`, those of its
+/// children it has waited for (how scp's and sshd's per-connection processes are counted).
+fn cpu_seconds(pid: u32, children: bool) -> anyhow::Result<f64> {
+    static TICKS: OnceLock<f64> = OnceLock::new();
+    let ticks = *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    });
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
+    // Fields after "PID (COMM) ": state is field 3, utime 14, stime 15, cutime 16, cstime 17.
+    let fields: Vec<f64> = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest)
+        .context("an unexpected /proc/PID/stat")?
+        .split_whitespace()
+        .skip(1)
+        .map(|field| field.parse().unwrap_or(0.0))
+        .collect();
+    let field = |n: usize| fields.get(n - 4).copied().unwrap_or(0.0);
+    let mut total = field(14) + field(15);
+    if children {
+        total += field(16) + field(17);
+    }
+    Ok(total / ticks)
+}
+
 /// One request, approval, fetch and revocation of the large clip.
 fn fetch_round(hood: &Hood) -> anyhow::Result<FetchRound> {
     let (authority, owner) = (&hood.authority, &hood.fetch_home);
@@ -815,6 +856,7 @@ fn fetch_round(hood: &Hood) -> anyhow::Result<FetchRound> {
         case: None,
         access: Some("1h".to_owned()),
     };
+    let cpu_before = authority.cpu_seconds()? + owner.cpu_seconds()?;
     let request: IdAnswer = authority.api.post("/v1/requests", &body)?;
     wait_for(Duration::from_secs(30), "the request at the owner", || {
         let requests: Value = owner.api.get("/v1/requests")?;
@@ -855,7 +897,9 @@ fn fetch_round(hood: &Hood) -> anyhow::Result<FetchRound> {
     ) else {
         bail!("the audit logs lack a record of token {}", token.id);
     };
+    let cpu_seconds = authority.cpu_seconds()? + owner.cpu_seconds()? - cpu_before;
     let round = FetchRound {
+        cpu_seconds,
         requester_ms: at_ms(received)?.saturating_sub(at_ms(granted)?),
         owner_ms: at_ms(completed)?.saturating_sub(at_ms(served)?),
         bytes_sent: completed["event"]["bytes"].as_u64().unwrap_or(0),
@@ -890,6 +934,10 @@ impl ScpSeries {
                 .collect(),
         )
     }
+
+    fn median_cpu(&self) -> f64 {
+        median_of(self.rounds.iter().map(|r| r.cpu_seconds).collect())
+    }
 }
 
 impl Fetch {
@@ -905,28 +953,35 @@ impl Fetch {
         (seconds(|r| r.requester_ms), seconds(|r| r.owner_ms))
     }
 
+    fn median_cpu(&self) -> f64 {
+        median_of(self.rounds.iter().map(|r| r.cpu_seconds).collect())
+    }
+
     fn print_summary(&self) {
         let (requester, owner) = self.medians();
         let gib = self.media_bytes as f64 / f64::from(1u32 << 30);
         println!(
-            "  fetch of a {gib:.2} GiB clip, medians of {ROUNDS}:          {:>7}  {:>6}  {:>13}",
-            "seconds", "MB/s", "porchlight/it"
+            "  fetch of a {gib:.2} GiB clip, medians of {ROUNDS}:          {:>7}  {:>6}  {:>13}  {:>5}",
+            "seconds", "MB/s", "porchlight/it", "CPU s"
         );
-        let line = |what: &str, seconds: f64, ratio: Option<f64>| {
+        let line = |what: &str, seconds: f64, ratio: Option<f64>, cpu: Option<f64>| {
             println!(
-                "    {what:<54}  {seconds:>7.2}  {:>6.0}  {:>13}",
+                "    {what:<54}  {seconds:>7.2}  {:>6.0}  {:>13}  {:>5}",
                 self.mb_per_s(seconds),
-                ratio.map_or("—".to_owned(), |r| format!("{r:.2}"))
+                ratio.map_or("—".to_owned(), |r| format!("{r:.2}")),
+                cpu.map_or(String::new(), |c| format!("{c:.1}"))
             );
         };
         line(
             "porchlight, grant_received -> clip_received (fsynced)",
             requester,
             None,
+            Some(self.median_cpu()),
         );
         line(
             "porchlight, owner's fetch_served -> fetch_completed",
             owner,
+            None,
             None,
         );
         for series in &self.scp {
@@ -936,11 +991,19 @@ impl Fetch {
                 &format!("scp, {how} cipher {}", series.cipher),
                 scp,
                 Some(scp / requester),
+                Some(series.median_cpu()),
             );
             line(
                 "  the same, then fsync of the copy",
                 fsynced,
                 Some(fsynced / requester),
+                None,
+            );
+        }
+        if let Some(handshake) = self.ssh_handshake {
+            println!(
+                "    (each scp time includes ssh's connection setup, {:.2} s alone; CPU s is both ends together)",
+                handshake.as_secs_f64()
             );
         }
     }
@@ -950,6 +1013,7 @@ impl Fetch {
         json!({
             "media_bytes": self.media_bytes,
             "rounds": self.rounds.iter().map(|r| json!({
+                "cpu_seconds": r.cpu_seconds,
                 "requester_ms": r.requester_ms,
                 "owner_ms": r.owner_ms,
                 "bytes_sent": r.bytes_sent,
@@ -957,12 +1021,14 @@ impl Fetch {
             "median_requester_seconds": requester,
             "median_owner_seconds": owner,
             "median_requester_mb_per_s": self.mb_per_s(requester),
+            "median_cpu_seconds": self.median_cpu(),
             "ssh_handshake_seconds": self.ssh_handshake.map(|d| d.as_secs_f64()),
             "scp": self.scp.iter().map(|series| json!({
                 "cipher": series.cipher,
                 "default_cipher": series.default,
                 "rounds_seconds": series.rounds.iter().map(|r| r.copy.as_secs_f64()).collect::<Vec<_>>(),
                 "rounds_with_fsync_seconds": series.rounds.iter().map(|r| r.copy_and_fsync.as_secs_f64()).collect::<Vec<_>>(),
+                "rounds_cpu_seconds": series.rounds.iter().map(|r| r.cpu_seconds).collect::<Vec<_>>(),
                 "median_seconds": series.median(),
                 "median_with_fsync_seconds": series.median_with_fsync(),
                 "median_mb_per_s": self.mb_per_s(series.median()),
@@ -1118,11 +1184,18 @@ impl Sshd {
         self.client_options(&mut scp);
         scp.arg(source)
             .arg(format!("{}@127.0.0.1:{}", self.user, dest.display()));
+        let cpu_before =
+            cpu_seconds(std::process::id(), true)? + cpu_seconds(self.child.0.id(), true)?;
         let started = Instant::now();
         run_ok(&mut scp)?;
         let copy = started.elapsed();
         run_ok(Command::new("sync").arg(dest))?;
         let copy_and_fsync = started.elapsed();
+        // sshd's per-connection processes are counted once reaped, just after they exit.
+        std::thread::sleep(Duration::from_millis(300));
+        let cpu_seconds = cpu_seconds(std::process::id(), true)?
+            + cpu_seconds(self.child.0.id(), true)?
+            - cpu_before;
         let copied = std::fs::metadata(dest)?.len();
         let expected = std::fs::metadata(source)?.len();
         ensure!(
@@ -1131,6 +1204,7 @@ impl Sshd {
         );
         std::fs::remove_file(dest)?;
         Ok(ScpRound {
+            cpu_seconds,
             copy,
             copy_and_fsync,
         })
