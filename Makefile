@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test deps lint vectors bench bench-import measure-node
+.PHONY: demo test deps lint vectors bench bench-import bench-mesh measure-node
 
 deps:
 	@./scripts/install-deps.sh
@@ -33,6 +33,11 @@ bench:
 ## Store import of 1 GiB against raw ChaCha20-Poly1305 and cp + sync, with ratios.
 bench-import:
 	$(CARGO) bench --locked -p porchlight-node --bench import
+
+## Request-to-token latency (1,000 pre-authorized requests) and a 1 GiB fetch against scp,
+## between release-build daemons on loopback. Installs openssh-server if sshd is missing.
+bench-mesh:
+	./scripts/bench-mesh.sh
 
 ## CPU and peak memory of a recording node and an idle node (5 minutes each).
 measure-node:

@@ -6,7 +6,8 @@
 //!
 //! Besides the recording settings the file holds the mesh settings (`listen`, `bootstrap`,
 //! `relay_server`, `location`), an authority node's `credential` files, and the owner's
-//! standing rules (`[rules]`, validated into the core's [`StandingRules`]). Multiaddrs stay
+//! standing rules (`[rules]`, validated into the core's [`StandingRules`]) and the limits on
+//! incoming requests (`[limits]`, validated into the core's [`RateLimits`]). Multiaddrs stay
 //! checked strings here: libp2p types belong to the swarm, not to the config.
 
 use std::collections::BTreeSet;
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use porchlight_core::{PreAuthorization, StandingRules};
+use porchlight_core::{BucketConfig, PreAuthorization, RateLimits, StandingRules};
 use porchlight_protocol::CellId;
 use porchlight_protocol::validate::{MAX_REQUEST_WINDOW, MAX_TOKEN_LIFETIME};
 use serde::Deserialize;
@@ -34,6 +35,15 @@ pub const DEFAULT_CLIP_SECONDS: u64 = 60;
 pub const DEFAULT_LISTEN: [&str; 2] = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"];
 /// Longest multiaddr accepted, in bytes (a relayed address with two peer ids is ~200).
 const MAX_MULTIADDR_LEN: usize = 512;
+/// The largest burst `[limits]` accepts. Each admitted request holds a replay-cache entry
+/// for two minutes, so the global limit also bounds that cache: at this burst and the
+/// fastest refill, about 220,000 entries (tens of MiB).
+const MAX_BURST: u32 = 100_000;
+/// The fastest refill `[limits]` accepts: the core counts refills in whole milliseconds.
+const MIN_REFILL: Duration = Duration::from_millis(1);
+/// The slowest refill `[limits]` accepts; slower than one a day is a block, which
+/// `rules.blocked` says plainly.
+const MAX_REFILL: Duration = Duration::from_secs(24 * 3600);
 
 /// The file's shape. Every field is optional: a missing one keeps the default.
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +68,21 @@ pub struct RawConfig {
     pub credential: Option<Vec<PathBuf>>,
     pub retention: Option<RawRetention>,
     pub rules: Option<RawRules>,
+    pub limits: Option<RawLimits>,
+}
+
+/// The `[limits]` table: how many requests the node admits, per sending peer and in all,
+/// before it checks a signature. Each is a token bucket: `*_burst` at once, then one more
+/// every `*_refill`. A missing key keeps the default ([`RateLimits::default`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub per_peer_burst: Option<u32>,
+    /// A duration such as "6s".
+    pub per_peer_refill: Option<String>,
+    pub global_burst: Option<u32>,
+    /// A duration such as "100ms".
+    pub global_refill: Option<String>,
 }
 
 /// The `[rules]` table: the owner's standing rules, all off by default.
@@ -129,6 +154,8 @@ pub struct Settings {
     /// This node's credential chain files, leaf first (see `authority::load_credential_chain`).
     pub credentials: Vec<PathBuf>,
     pub rules: StandingRules,
+    /// Admission limits on incoming requests (`[limits]`; the core's defaults unless set).
+    pub limits: RateLimits,
 }
 
 impl RawConfig {
@@ -279,6 +306,7 @@ impl Settings {
             location,
             credentials,
             rules: standing_rules(file.rules.unwrap_or_default())?,
+            limits: rate_limits(file.limits.unwrap_or_default())?,
         })
     }
 }
@@ -358,6 +386,53 @@ fn pre_authorization(raw: &RawPreAuthorization) -> anyhow::Result<PreAuthorizati
     })
 }
 
+fn rate_limits(raw: RawLimits) -> anyhow::Result<RateLimits> {
+    let defaults = RateLimits::default();
+    Ok(RateLimits {
+        per_peer: bucket(
+            "per_peer",
+            raw.per_peer_burst,
+            raw.per_peer_refill.as_deref(),
+            defaults.per_peer,
+        )?,
+        global: bucket(
+            "global",
+            raw.global_burst,
+            raw.global_refill.as_deref(),
+            defaults.global,
+        )?,
+    })
+}
+
+/// One bucket of `[limits]`: `{prefix}_burst` and `{prefix}_refill`, each checked for range.
+fn bucket(
+    prefix: &str,
+    burst: Option<u32>,
+    refill: Option<&str>,
+    default: BucketConfig,
+) -> anyhow::Result<BucketConfig> {
+    let burst = burst.unwrap_or(default.burst);
+    if !(1..=MAX_BURST).contains(&burst) {
+        bail!("limits.{prefix}_burst {burst} is out of range; use 1 to {MAX_BURST}");
+    }
+    let refill_every = match refill {
+        Some(text) => humantime::parse_duration(text.trim()).with_context(|| {
+            format!("limits.{prefix}_refill {text:?} is not a duration such as \"6s\" or \"100ms\"")
+        })?,
+        None => default.refill_every,
+    };
+    if !(MIN_REFILL..=MAX_REFILL).contains(&refill_every) {
+        bail!(
+            "limits.{prefix}_refill {} is out of range; use 1ms to 24h",
+            humantime::format_duration(refill_every)
+        );
+    }
+    Ok(BucketConfig {
+        burst,
+        refill_every,
+    })
+}
+
 /// The config file `porchlight init` writes.
 pub fn default_config_text(name: &str) -> String {
     let name = toml::Value::String(name.to_owned());
@@ -403,7 +478,16 @@ pub fn default_config_text(name: &str) -> String {
          # [[rules.pre_authorize]]\n\
          # role = \"fire\"\n\
          # max_lookback = \"30m\"\n\
-         # grant_for = \"2h\"\n"
+         # grant_for = \"2h\"\n\
+         \n\
+         # How many requests are let in before any is checked: per sending peer and in all, a\n\
+         # burst at once, then one more per refill interval. Raise them only for a node that\n\
+         # must answer many requests from one peer (a benchmark, a busy relay's neighbors).\n\
+         [limits]\n\
+         # per_peer_burst = 10\n\
+         # per_peer_refill = \"6s\"\n\
+         # global_burst = 100\n\
+         # global_refill = \"100ms\"\n"
     )
 }
 
@@ -434,6 +518,7 @@ mod tests {
             StandingRules::default(),
             "every rule is off"
         );
+        assert_eq!(settings.limits, RateLimits::default());
     }
 
     #[test]
@@ -557,6 +642,76 @@ mod tests {
             "[[rules.pre_authorize]]\nrole = \"fire\"\nmax_lookback = \"1m\"\ngrant_for = \"1h\"\nnotify = true",
             "[[rules.pre_authorize]]\nrole = \"fire\"\nmax_lookback = \"1m\"",
             "[rules]\ndeny_unverified = \"yes\"",
+        ] {
+            assert!(parse(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_limits_table_sets_the_cores_rate_limits_and_keeps_what_it_leaves_out() {
+        let limits = settings(
+            "[limits]\n\
+             per_peer_burst = 2000\n\
+             per_peer_refill = \"1ms\"\n\
+             global_refill = \"5ms\"\n",
+        )
+        .unwrap()
+        .limits;
+        assert_eq!(
+            limits,
+            RateLimits {
+                per_peer: BucketConfig {
+                    burst: 2000,
+                    refill_every: Duration::from_millis(1),
+                },
+                global: BucketConfig {
+                    burst: RateLimits::default().global.burst,
+                    refill_every: Duration::from_millis(5),
+                },
+            }
+        );
+        assert_eq!(
+            settings("[limits]\n").unwrap().limits,
+            RateLimits::default()
+        );
+    }
+
+    #[test]
+    fn bad_limits_are_one_clear_error() {
+        for (text, expect) in [
+            (
+                "[limits]\nper_peer_burst = 0",
+                "limits.per_peer_burst 0 is out of range",
+            ),
+            (
+                "[limits]\nglobal_burst = 100001",
+                "limits.global_burst 100001 is out of range",
+            ),
+            (
+                "[limits]\nper_peer_refill = \"0s\"",
+                "limits.per_peer_refill 0s is out of range",
+            ),
+            (
+                "[limits]\nglobal_refill = \"500us\"",
+                "limits.global_refill 500us is out of range",
+            ),
+            (
+                "[limits]\nglobal_refill = \"2days\"",
+                "limits.global_refill 2days is out of range",
+            ),
+            (
+                "[limits]\nper_peer_refill = \"often\"",
+                "limits.per_peer_refill \"often\" is not a duration",
+            ),
+        ] {
+            let err = format!("{:#}", settings(text).unwrap_err());
+            assert!(err.contains(expect), "{expect}: {err}");
+        }
+        for text in [
+            "[limits]\nper_peer_bust = 10",
+            "[limits]\nper_peer_burst = -1",
+            "[limits]\nper_peer_burst = \"10\"",
+            "[limits]\nglobal_refill = 100",
         ] {
             assert!(parse(text).is_err(), "{text}");
         }

@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 
 use libp2p::Multiaddr;
 use porchlight_core::Node;
-use porchlight_core::{NodeConfig, RateLimits};
+use porchlight_core::NodeConfig;
 use porchlight_protocol::{AgreementSecret, CellId, SigningIdentity};
 
 use crate::api::ApiEndpoint;
@@ -100,11 +100,14 @@ pub fn run(dir: DataDir, flags: Overrides) -> anyhow::Result<()> {
         .context("bad --location")?
         .into_iter()
         .collect();
+    if settings.limits != porchlight_core::RateLimits::default() {
+        tracing::info!(limits = ?settings.limits, "request limits raised or lowered by [limits]");
+    }
     let node_config = NodeConfig {
         trust_roots: trust.roots(),
         cells: cells.clone(),
         credential_chain,
-        limits: RateLimits::default(),
+        limits: settings.limits,
         rules: settings.rules.clone(),
     };
     let mut seed = Zeroizing::new([0u8; 32]);

@@ -234,21 +234,32 @@ pub async fn send_clip<S: AsyncWrite + Unpin>(
     let mut frame = Vec::with_capacity(FRAME_PREFIX_LEN + SEALED_CHUNK_SIZE);
     write_frame(stream, &reply, &mut frame).await?;
     let mut sent = 0u64;
+    let store_error = |source| FetchError::Store {
+        clip_id: *reader.clip_id(),
+        source,
+    };
     for index in from_chunk..layout.chunk_count() {
-        // Blocking read of one chunk between awaits; see the module docs.
-        let chunk = reader
-            .read_chunk(index)
-            .and_then(|chunk| {
-                chunk.ok_or_else(|| {
-                    std::io::Error::other("the clip file is shorter than its layout")
-                })
+        let len = reader
+            .chunk_len(index)
+            .and_then(|len| {
+                len.ok_or_else(|| std::io::Error::other("the clip's layout has no such chunk"))
             })
-            .map_err(|source| FetchError::Store {
-                clip_id: *reader.clip_id(),
-                source,
-            })?;
-        write_frame(stream, &chunk, &mut frame).await?;
-        sent += chunk.len() as u64;
+            .map_err(store_error)?;
+        let prefix = frame_prefix(len).ok_or(FetchError::TooLarge {
+            what: "frame",
+            len,
+            max: u32::MAX as usize,
+        })?;
+        // The chunk is read straight into the frame after its length prefix, into the same
+        // buffer every time: resizing to the length it already has neither allocates nor
+        // zeroes. Blocking read of one chunk between awaits; see the module docs.
+        frame.resize(FRAME_PREFIX_LEN + len, 0);
+        frame[..FRAME_PREFIX_LEN].copy_from_slice(&prefix);
+        reader
+            .read_chunk_into(index, &mut frame[FRAME_PREFIX_LEN..])
+            .map_err(store_error)?;
+        stream.write_all(&frame).await?;
+        sent += len as u64;
     }
     stream.close().await?;
     Ok(sent)

@@ -26,7 +26,8 @@
 //!
 //! It does not decide *when* to delete (the node core says so at expiry or revocation, and
 //! [`ReceivedStore::expired`] covers restarts) and it does not talk to the network. Its API
-//! is synchronous file I/O, a few chunks at a time.
+//! is synchronous file I/O, a few chunks at a time; a large clip is also synced to disk in
+//! the background as it arrives, so finishing it does not wait for the whole clip's fsync.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -368,6 +369,7 @@ impl ReceivedStore {
             held,
             session: None,
             cancelled,
+            writeback: Writeback::default(),
         })
     }
 
@@ -675,6 +677,55 @@ pub struct ReceivingClip {
     next_chunk: u64,
     session: Option<Session>,
     cancelled: Arc<AtomicBool>,
+    writeback: Writeback,
+}
+
+/// Bytes of a partial clip written between two background syncs.
+const WRITEBACK_EVERY: u64 = 64 << 20;
+
+/// Syncs a large partial clip to disk while it is still arriving, on a thread of its own,
+/// so that the fsync in [`ReceivingClip::finish`] waits for the last few MiB rather than
+/// for the whole clip (about 0.4 s per GiB on the bench machine). This changes when bytes
+/// reach the disk, not what is durable when: nothing counts as received before `finish`.
+#[derive(Default)]
+struct Writeback {
+    /// Bytes written since the last background sync started.
+    unsynced: u64,
+    /// At most one sync in flight.
+    running: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writeback {
+    fn wrote(&mut self, bytes: u64, file: &File) {
+        self.unsynced += bytes;
+        if self.unsynced < WRITEBACK_EVERY
+            || self
+                .running
+                .as_ref()
+                .is_some_and(|sync| !sync.is_finished())
+        {
+            return;
+        }
+        // Best effort: if the descriptor cannot be shared or no thread starts, the final
+        // fsync simply has more to write.
+        let Ok(file) = file.try_clone() else { return };
+        let started = std::thread::Builder::new()
+            .name("clip-writeback".into())
+            .spawn(move || {
+                let _ = file.sync_data();
+            });
+        if let Ok(sync) = started {
+            self.unsynced = 0;
+            self.running = Some(sync);
+        }
+    }
+
+    /// Waits for the sync in flight, if any (its errors surface in the final fsync).
+    fn wait(&mut self) {
+        if let Some(sync) = self.running.take() {
+            let _ = sync.join();
+        }
+    }
 }
 
 impl fmt::Debug for ReceivingClip {
@@ -804,6 +855,7 @@ impl ReceivingClip {
         held.file
             .write_all_at(sealed, offset)
             .map_err(|err| io_error("write partial clip", &self.partial_path, err))?;
+        self.writeback.wrote(sealed.len() as u64, &held.file);
         session.hasher.update(sealed);
         self.next_chunk += 1;
         if let Some(held) = &mut self.held {
@@ -827,6 +879,7 @@ impl ReceivingClip {
         let Some(held) = self.held.take() else {
             return Err(self.misuse("the partial file is missing"));
         };
+        self.writeback.wait();
         let store = Arc::clone(&self.store);
         let active = lock(&store.active);
         if self.cancelled.load(Ordering::SeqCst) {
@@ -960,5 +1013,41 @@ impl ReceivingClip {
             token_id: self.token_id,
             clip_id: self.clip_id,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writeback_starts_one_background_sync_per_interval_and_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("clip.partial")).unwrap();
+        let mut writeback = Writeback::default();
+        writeback.wrote(WRITEBACK_EVERY - 1, &file);
+        assert!(writeback.running.is_none(), "too early for a sync");
+        assert_eq!(writeback.unsynced, WRITEBACK_EVERY - 1);
+        writeback.wrote(1, &file);
+        assert!(writeback.running.is_some(), "a sync starts at the interval");
+        assert_eq!(writeback.unsynced, 0);
+        writeback.wait();
+        assert!(writeback.running.is_none());
+        // A sync still running is not doubled: the bytes wait for the next chance.
+        writeback.running = Some(std::thread::spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }));
+        writeback.wrote(WRITEBACK_EVERY, &file);
+        assert_eq!(
+            writeback.unsynced, WRITEBACK_EVERY,
+            "no second sync in flight"
+        );
+        writeback.wait();
+        writeback.wrote(1, &file);
+        assert_eq!(
+            writeback.unsynced, 0,
+            "the next write after it ends starts one"
+        );
+        writeback.wait();
     }
 }

@@ -7,7 +7,8 @@
 //! authority fetches, and the decrypted MP4 is byte-identical to the owner's own export;
 //! revocation deletes what was received and refuses the next fetch; a direct request by
 //! multiaddr; a grant that expires deletes its footage; a replayed request is refused once
-//! and never prompts the owner twice; and every node's audit log verifies.
+//! and never prompts the owner twice; an owner's raised `[limits]` let through a burst the
+//! defaults stop; and every node's audit log verifies.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -588,70 +589,106 @@ fn refusal_lines(peer: &Peer) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_hostile_peer_is_refused_logged_once_per_cause_and_never_prompts_twice() {
-    use porchlight_node::mesh::{Mesh, MeshConfig};
+/// A request to `home` for the last ten minutes, naming `requester` and signed by `signer`
+/// (who may not be the requester), as envelope bytes.
+fn signed_request(
+    home: porchlight_protocol::PeerId,
+    requester: porchlight_protocol::PeerId,
+    signer: &porchlight_protocol::SigningIdentity,
+) -> Vec<u8> {
     use porchlight_protocol::{
-        AgreementSecret, FootageRequest, PeerId, RequestTarget, Signed, SigningIdentity,
-        TimeWindow, Timestamp,
+        AgreementSecret, FootageRequest, RequestTarget, Signed, TimeWindow, Timestamp,
     };
     use rand_core::{OsRng, RngCore};
 
-    let hood = neighborhood(1, &[]);
-    let home = &hood.homes[0];
-    let home_peer: PeerId = home.peer_id.parse().expect("peer id");
-    let home_address: libp2p::Multiaddr = home
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64;
+    let mut nonce = [0u8; 16];
+    OsRng.fill_bytes(&mut nonce);
+    let body = FootageRequest {
+        requester,
+        target: RequestTarget::Peer(home),
+        window: TimeWindow {
+            from: Timestamp::from_unix_millis(now_ms - 600_000),
+            to: Timestamp::from_unix_millis(now_ms + 60_000),
+        },
+        reason: "who parked on my lawn".into(),
+        case_number: None,
+        access_ms: 3_600_000,
+        nonce,
+        issued_at: Timestamp::from_unix_millis(now_ms),
+        reply_key: AgreementSecret::generate(&mut OsRng).public(),
+        credential_chain: Vec::new(),
+    };
+    Signed::sign(body, signer)
+        .expect("a valid request")
+        .to_bytes()
+}
+
+/// The home's peer id and its address without `/p2p/`, for a raw swarm to dial.
+fn dialable(home: &Peer) -> (porchlight_protocol::PeerId, libp2p::Multiaddr) {
+    let peer = home.peer_id.parse().expect("peer id");
+    let address = home
         .address
         .rsplit_once("/p2p/")
         .expect("an address with /p2p/")
         .0
         .parse()
         .expect("a multiaddr");
+    (peer, address)
+}
+
+/// A bare libp2p swarm with `identity`, not a porchlight node: it sends whatever it is told.
+fn raw_mesh(
+    identity: &porchlight_protocol::SigningIdentity,
+    peer_book: PathBuf,
+) -> (porchlight_node::mesh::Mesh, tokio::task::JoinHandle<()>) {
+    use porchlight_node::mesh::{Mesh, MeshConfig};
+    Mesh::start(
+        MeshConfig {
+            identity_secret: identity.to_secret_bytes(),
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")],
+            bootstrap: Vec::new(),
+            relay_server: false,
+            mdns: false,
+            cells: Default::default(),
+            peer_book,
+        },
+        |_| {},
+    )
+    .expect("the raw swarm starts")
+}
+
+/// The ids of the incoming requests at `home` from `peer`.
+fn prompts_from(home: &Peer, peer: &str) -> Vec<String> {
+    home.requests()["incoming"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|r| r["requester_peer"] == peer)
+        .map(|r| r["request_id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+#[test]
+fn a_hostile_peer_is_refused_logged_once_per_cause_and_never_prompts_twice() {
+    use porchlight_protocol::SigningIdentity;
+    use rand_core::OsRng;
+
+    let hood = neighborhood(1, &[]);
+    let home = &hood.homes[0];
+    let (home_peer, home_address) = dialable(home);
     let attacker = SigningIdentity::generate(&mut OsRng);
     let impostor = SigningIdentity::generate(&mut OsRng);
-    let now_ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_millis() as u64;
-    let request = |requester: PeerId, signer: &SigningIdentity| {
-        let mut nonce = [0u8; 16];
-        OsRng.fill_bytes(&mut nonce);
-        let body = FootageRequest {
-            requester,
-            target: RequestTarget::Peer(home_peer),
-            window: TimeWindow {
-                from: Timestamp::from_unix_millis(now_ms - 600_000),
-                to: Timestamp::from_unix_millis(now_ms + 60_000),
-            },
-            reason: "who parked on my lawn".into(),
-            case_number: None,
-            access_ms: 3_600_000,
-            nonce,
-            issued_at: Timestamp::from_unix_millis(now_ms),
-            reply_key: AgreementSecret::generate(&mut OsRng).public(),
-            credential_chain: Vec::new(),
-        };
-        Signed::sign(body, signer)
-            .expect("a valid request")
-            .to_bytes()
-    };
+    let request =
+        |requester, signer: &SigningIdentity| signed_request(home_peer, requester, signer);
 
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let peer_book = hood._root.path().join("attacker-peers.json");
     runtime.block_on(async {
-        let (mesh, _task) = Mesh::start(
-            MeshConfig {
-                identity_secret: attacker.to_secret_bytes(),
-                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")],
-                bootstrap: Vec::new(),
-                relay_server: false,
-                mdns: false,
-                cells: Default::default(),
-                peer_book,
-            },
-            |_| {},
-        )
-        .expect("the attacker's swarm starts");
+        let (mesh, _task) = raw_mesh(&attacker, peer_book);
         mesh.add_address(home_peer, home_address);
 
         // One honest-looking request, then the same bytes again, a request whose signer is
@@ -834,4 +871,69 @@ fn a_grant_with_retention_keeps_the_footage_after_revocation_and_says_so() {
             .arg(&export),
     );
     assert!(!fetched["exported"].as_array().expect("exported").is_empty());
+}
+
+#[test]
+fn limits_raised_in_the_config_let_through_a_burst_the_defaults_stop() {
+    use porchlight_protocol::SigningIdentity;
+    use rand_core::OsRng;
+
+    let root = tempfile::tempdir().expect("temp dir");
+    let (dir, _) = Peer::init(root.path(), "home");
+    let config = dir.join("config.toml");
+    let text = std::fs::read_to_string(&config)
+        .expect("init wrote a config")
+        .replacen(
+            "[limits]\n",
+            "[limits]\nper_peer_burst = 60\nper_peer_refill = \"1s\"\n",
+            1,
+        );
+    assert!(
+        text.contains("per_peer_burst = 60"),
+        "init writes a [limits] table"
+    );
+    std::fs::write(&config, text).expect("config written");
+    let home = Peer::start(dir, &["--camera", CAMERA]);
+    wait_for(Duration::from_secs(60), "a recorded clip", || {
+        (!home.clips().is_empty()).then_some(())
+    });
+    let (home_peer, home_address) = dialable(&home);
+    let sender = SigningIdentity::generate(&mut OsRng);
+    let sender_id = sender.peer_id().to_string();
+
+    // 40 distinct, valid requests at once: four times the default per-peer burst.
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let prompts = runtime.block_on(async {
+        let (mesh, _task) = raw_mesh(&sender, root.path().join("sender-peers.json"));
+        mesh.add_address(home_peer, home_address);
+        for _ in 0..40 {
+            mesh.send(
+                home_peer,
+                signed_request(home_peer, sender.peer_id(), &sender),
+            );
+        }
+        let started = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let prompts = tokio::task::block_in_place(|| prompts_from(&home, &sender_id));
+            if prompts.len() >= 40 || started.elapsed() > Duration::from_secs(30) {
+                break prompts;
+            }
+        }
+    });
+    let mut distinct = prompts.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        40,
+        "{} of 40 requests prompted",
+        prompts.len()
+    );
+    assert_eq!(prompts.len(), 40, "a request prompted twice");
+    assert!(
+        refusal_lines(&home).is_empty(),
+        "nothing was refused: {:#?}",
+        refusal_lines(&home)
+    );
 }

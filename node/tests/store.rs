@@ -194,6 +194,23 @@ fn add_list_export_round_trip_is_byte_identical() {
     let last = reader.read_chunk(4).unwrap().unwrap();
     assert_eq!(last, on_disk[on_disk.len() - last.len()..]);
     assert!(reader.read_chunk(5).unwrap().is_none());
+    // Into a reused buffer (how a fetch reads), which must be exactly the chunk's length.
+    let first_len = reader.chunk_len(0).unwrap().unwrap();
+    let mut buffer = vec![0u8; first_len];
+    reader.read_chunk_into(0, &mut buffer).unwrap();
+    assert_eq!(buffer, ciphertext[..first_len]);
+    assert_eq!(reader.chunk_len(4).unwrap(), Some(last.len()));
+    assert_eq!(reader.chunk_len(5).unwrap(), None);
+    for (index, len) in [(0, first_len - 1), (0, first_len + 1), (5, first_len)] {
+        let err = reader
+            .read_chunk_into(index, &mut vec![0u8; len])
+            .unwrap_err();
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::InvalidInput,
+            "{index} {len}"
+        );
+    }
 
     // Another vault key is refused before anything is touched.
     drop(store);

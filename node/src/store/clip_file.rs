@@ -347,15 +347,40 @@ impl CiphertextReader {
     /// The sealed bytes of chunk `index` (body and tag), for
     /// `ClipCipher::open_chunk` on the receiving side. `Ok(None)` past the last chunk.
     pub fn read_chunk(&self, index: u64) -> io::Result<Option<Vec<u8>>> {
+        let Some(len) = self.chunk_len(index)? else {
+            return Ok(None);
+        };
+        let mut sealed = vec![0u8; len];
+        self.read_chunk_into(index, &mut sealed)?;
+        Ok(Some(sealed))
+    }
+
+    /// The length of sealed chunk `index` (body and tag); `Ok(None)` past the last chunk.
+    pub fn chunk_len(&self, index: u64) -> io::Result<Option<usize>> {
         let Some(range) = self.prefix.layout.chunk_range(index) else {
             return Ok(None);
         };
-        let len = usize::try_from(range.end - range.start)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "chunk too large"))?;
-        let mut sealed = vec![0u8; len];
+        usize::try_from(range.end - range.start)
+            .map(Some)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "chunk too large"))
+    }
+
+    /// Reads sealed chunk `index` into `out`, which must be exactly [`Self::chunk_len`]
+    /// long: a fetch reads every chunk into one reused buffer instead of a new one each.
+    pub fn read_chunk_into(&self, index: u64, out: &mut [u8]) -> io::Result<()> {
+        let range = self
+            .prefix
+            .layout
+            .chunk_range(index)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no such chunk"))?;
+        if out.len() as u64 != range.end - range.start {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the buffer is not the chunk's length",
+            ));
+        }
         self.file
-            .read_exact_at(&mut sealed, self.prefix.ciphertext_offset + range.start)?;
-        Ok(Some(sealed))
+            .read_exact_at(out, self.prefix.ciphertext_offset + range.start)
     }
 }
 
