@@ -845,8 +845,10 @@ impl ReceivingClip {
         if index != self.next_chunk || session.complete {
             return Err(self.misuse("a chunk was written out of order"));
         }
-        if let Err(err) = session.cipher.open_chunk(&session.layout, index, sealed) {
-            return Err(self.tampered(err.into()));
+        // Opened only to authenticate it; the plaintext is wiped as soon as it is dropped.
+        match session.cipher.open_chunk(&session.layout, index, sealed) {
+            Ok(plaintext) => drop(Zeroizing::new(plaintext)),
+            Err(err) => return Err(self.tampered(err.into())),
         }
         let Some(held) = &self.held else {
             return Err(self.misuse("the partial file is missing"));
