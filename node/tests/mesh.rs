@@ -749,6 +749,45 @@ fn a_hostile_peer_is_refused_logged_once_per_cause_and_never_prompts_twice() {
     audit_verifies(home);
 }
 
+/// A direct request from `authority` to `home`, approved with `approve` (extra arguments to
+/// `requests approve`), and fetched in full: the request id and the token id.
+fn granted_and_fetched(
+    authority: &Peer,
+    home: &Peer,
+    reason: &str,
+    approve: &[&str],
+) -> (String, String) {
+    let (from, to) = window();
+    let sent = json(authority.cmd().args([
+        "request",
+        "--peer",
+        &home.address,
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--reason",
+        reason,
+    ]));
+    let request_id = sent["id"].as_str().expect("request id").to_owned();
+    wait_for(Duration::from_secs(30), "the prompt", || {
+        home.incoming(&request_id)
+    });
+    let granted = json(
+        home.cmd()
+            .args(["requests", "approve", &request_id])
+            .args(approve),
+    );
+    let token_id = granted["id"].as_str().expect("token id").to_owned();
+    wait_for(Duration::from_secs(30), "the fetch", || {
+        let tokens = authority.tokens();
+        let token = token_of(&tokens, &token_id)?.clone();
+        (token["clips_transferred"].as_array()?.len() == token["clips"].as_array()?.len())
+            .then_some(())
+    });
+    (request_id, token_id)
+}
+
 impl Peer {
     /// SIGTERM, wait, and start again on the same data dir with the same flags.
     fn restart(mut self, extra: &[&str]) -> Peer {
@@ -769,33 +808,7 @@ fn an_owner_restarted_keeps_its_grants_and_can_still_revoke_them() {
     let mut hood = neighborhood(1, &[]);
     let home = hood.homes.remove(0);
     let authority = &hood.authority;
-    let (from, to) = window();
-    let sent = json(authority.cmd().args([
-        "request",
-        "--peer",
-        &home.address,
-        "--from",
-        &from,
-        "--to",
-        &to,
-        "--reason",
-        "graffiti",
-    ]));
-    let request_id = sent["id"].as_str().expect("request id").to_owned();
-    wait_for(Duration::from_secs(30), "the prompt", || {
-        home.incoming(&request_id)
-    });
-    let granted = json(
-        home.cmd()
-            .args(["requests", "approve", &request_id, "--for", "1h"]),
-    );
-    let token_id = granted["id"].as_str().expect("token id").to_owned();
-    wait_for(Duration::from_secs(30), "the fetch", || {
-        let tokens = authority.tokens();
-        let token = token_of(&tokens, &token_id)?.clone();
-        (token["clips_transferred"].as_array()?.len() == token["clips"].as_array()?.len())
-            .then_some(())
-    });
+    let (_, token_id) = granted_and_fetched(authority, &home, "graffiti", &["--for", "1h"]);
 
     let home = home.restart(&["--camera", CAMERA, "--location", LOCATION]);
     let tokens = home.tokens();
@@ -819,33 +832,7 @@ fn an_owner_restarted_keeps_its_grants_and_can_still_revoke_them() {
 fn a_grant_with_retention_keeps_the_footage_after_revocation_and_says_so() {
     let hood = neighborhood(1, &[]);
     let (authority, home) = (&hood.authority, &hood.homes[0]);
-    let (from, to) = window();
-    let sent = json(authority.cmd().args([
-        "request",
-        "--peer",
-        &home.address,
-        "--from",
-        &from,
-        "--to",
-        &to,
-        "--reason",
-        "insurance claim",
-    ]));
-    let request_id = sent["id"].as_str().expect("request id").to_owned();
-    wait_for(Duration::from_secs(30), "the prompt", || {
-        home.incoming(&request_id)
-    });
-    let granted = json(
-        home.cmd()
-            .args(["requests", "approve", &request_id, "--retain"]),
-    );
-    let token_id = granted["id"].as_str().expect("token id").to_owned();
-    wait_for(Duration::from_secs(30), "the fetch", || {
-        let tokens = authority.tokens();
-        let token = token_of(&tokens, &token_id)?.clone();
-        (token["clips_transferred"].as_array()?.len() == token["clips"].as_array()?.len())
-            .then_some(())
-    });
+    let (_, token_id) = granted_and_fetched(authority, home, "insurance claim", &["--retain"]);
     assert!(
         authority.tokens()["tokens"][0]["retain"]
             .as_bool()
