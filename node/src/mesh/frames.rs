@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use libp2p::request_response::Codec;
+use porchlight_protocol::fetch::{FRAME_PREFIX_LEN, frame_len, frame_prefix};
 
 /// The protocol name on the wire.
 pub const REQUEST_PROTOCOL: StreamProtocol = StreamProtocol::new("/porchlight/request/1");
@@ -87,17 +88,13 @@ impl Codec for FrameCodec {
 }
 
 /// Reads one length-prefixed frame, refusing a declared length over [`MAX_FRAME_LEN`]
-/// before allocating for it.
+/// before allocating for it. The framing is the fetch stream's (`frame_len`), one rule for
+/// both protocols.
 pub async fn read_frame<T: AsyncRead + Unpin>(io: &mut T) -> io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    io.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME_LEN {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes is over the {MAX_FRAME_LEN}-byte limit"),
-        ));
-    }
+    let mut prefix = [0u8; FRAME_PREFIX_LEN];
+    io.read_exact(&mut prefix).await?;
+    let len = frame_len(prefix, MAX_FRAME_LEN, "frame")
+        .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err.to_string()))?;
     let mut frame = vec![0u8; len];
     io.read_exact(&mut frame).await?;
     Ok(frame)
@@ -105,11 +102,10 @@ pub async fn read_frame<T: AsyncRead + Unpin>(io: &mut T) -> io::Result<Vec<u8>>
 
 /// Writes one length-prefixed frame and closes the write side.
 pub async fn write_frame<T: AsyncWrite + Unpin>(io: &mut T, frame: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(frame.len())
-        .ok()
-        .filter(|len| *len as usize <= MAX_FRAME_LEN)
+    let prefix = frame_prefix(frame.len())
+        .filter(|_| frame.len() <= MAX_FRAME_LEN)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "frame too large to send"))?;
-    io.write_all(&len.to_be_bytes()).await?;
+    io.write_all(&prefix).await?;
     io.write_all(frame).await?;
     io.close().await
 }
