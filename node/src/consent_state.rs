@@ -70,6 +70,8 @@ const VERSION: u32 = 1;
 
 /// Writes `state` to `path` (0600, atomically).
 pub fn save(path: &Path, state: &DurableState) -> anyhow::Result<()> {
+    crate::faults::check(crate::faults::FaultPoint::StateSave)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     let file = StateFile {
         version: VERSION,
         issued: state

@@ -15,6 +15,7 @@ pub mod consent_state;
 pub mod daemon;
 pub mod data_dir;
 pub mod driver;
+pub mod faults;
 pub mod fetch;
 pub mod keys;
 pub mod ledger;

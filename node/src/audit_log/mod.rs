@@ -349,8 +349,8 @@ impl AuditLog {
             }
         })?;
         let bytes = SignedAuditRecord::sign(entry.clone(), identity).to_bytes();
-        let written = (&self.file)
-            .write_all(&bytes)
+        let written = crate::faults::check(crate::faults::FaultPoint::AuditAppend)
+            .and_then(|()| (&self.file).write_all(&bytes))
             .and_then(|()| self.file.sync_data());
         if let Err(source) = written {
             // Leave no partial record behind; if even this fails, the next open cuts it off
