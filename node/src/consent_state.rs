@@ -7,7 +7,7 @@
 //! (a temporary file, fsync, rename). A file that does not parse stops the start with one
 //! clear error rather than silently forgetting revocations.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use porchlight_core::DurableState;
@@ -16,7 +16,7 @@ use porchlight_protocol::{AgreementSecret, PeerId, RequestId, Timestamp, TokenId
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::data_dir::replace_secret;
+use crate::data_dir::write_new;
 
 /// The file's name in the data dir.
 pub const CONSENT_STATE_FILE: &str = "consent-state.json";
@@ -25,6 +25,9 @@ pub const CONSENT_STATE_FILE: &str = "consent-state.json";
 #[serde(deny_unknown_fields)]
 struct StateFile {
     version: u32,
+    /// The core's clock high-water mark; absent (0) in files from before it was kept.
+    #[serde(default)]
+    clock_ms: u64,
     issued: Vec<IssuedRecord>,
     outgoing: Vec<OutgoingRecord>,
     received: Vec<ReceivedRecord>,
@@ -68,12 +71,61 @@ struct SeenRecord {
 
 const VERSION: u32 = 1;
 
-/// Writes `state` to `path` (0600, atomically).
+/// Writes `state` to `path` (0600, atomically): [`prepare`], then [`PreparedState::commit`].
 pub fn save(path: &Path, state: &DurableState) -> anyhow::Result<()> {
+    prepare(path, state)?.commit()
+}
+
+/// A new state written and flushed beside the file it will replace, not yet in its place.
+/// Dropped without [`PreparedState::commit`], it is removed and the old file stands.
+///
+/// The split lets the driver do the part that needs disk space (writing and flushing the
+/// whole file) before it appends the step's audit entries, and the part that needs none (a
+/// rename) after: so a full disk fails a step before anything of it is recorded.
+#[derive(Debug)]
+pub struct PreparedState {
+    tmp: PathBuf,
+    path: PathBuf,
+    committed: bool,
+}
+
+impl PreparedState {
+    /// Puts the new state in place (a rename) and flushes the directory.
+    pub fn commit(mut self) -> anyhow::Result<()> {
+        std::fs::rename(&self.tmp, &self.path)
+            .with_context(|| format!("cannot replace {}", self.path.display()))?;
+        self.committed = true;
+        sync_dir(&self.path)
+    }
+}
+
+impl Drop for PreparedState {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+fn sync_dir(path: &Path) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .with_context(|| format!("cannot flush the directory of {}", path.display()))
+}
+
+/// Writes `state` beside `path` (0600) and flushes it; see [`PreparedState`].
+pub fn prepare(path: &Path, state: &DurableState) -> anyhow::Result<PreparedState> {
+    let prepared = PreparedState {
+        tmp: path.with_extension("tmp"),
+        path: path.to_owned(),
+        committed: false,
+    };
     crate::faults::check(crate::faults::FaultPoint::StateSave)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        .with_context(|| format!("cannot write {}", prepared.tmp.display()))?;
     let file = StateFile {
         version: VERSION,
+        clock_ms: state.clock.as_unix_millis(),
         issued: state
             .issued
             .iter()
@@ -115,7 +167,10 @@ pub fn save(path: &Path, state: &DurableState) -> anyhow::Result<()> {
     };
     let json =
         Zeroizing::new(serde_json::to_vec(&file).context("cannot encode the consent state")?);
-    replace_secret(path, &json)
+    let _ = std::fs::remove_file(&prepared.tmp);
+    // A write that fails part-way leaves the temporary behind; dropping `prepared` removes it.
+    write_new(&prepared.tmp, &json, 0o600)?;
+    Ok(prepared)
 }
 
 /// Reads the state written by [`save`]; a missing file is an empty state (a new node).
@@ -164,6 +219,7 @@ pub fn load(path: &Path) -> anyhow::Result<DurableState> {
         });
     }
     Ok(DurableState {
+        clock: Timestamp::from_unix_millis(file.clock_ms),
         issued: file
             .issued
             .into_iter()
@@ -202,6 +258,7 @@ mod tests {
         let path = dir.path().join(CONSENT_STATE_FILE);
         let peer = PeerId::from_public_key_bytes([7; 32]);
         let state = DurableState {
+            clock: Timestamp::from_unix_millis(10),
             issued: vec![IssuedToken {
                 token_id: TokenId::from_bytes([1; 16]),
                 grantee: peer,
@@ -229,6 +286,7 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let loaded = load(&path).unwrap();
+        assert_eq!(loaded.clock, state.clock);
         assert_eq!(loaded.issued, state.issued);
         assert_eq!(loaded.received, state.received);
         assert_eq!(loaded.seen_nonces, state.seen_nonces);
@@ -253,5 +311,40 @@ mod tests {
         )
         .unwrap();
         assert!(load(&path).is_err());
+    }
+
+    #[test]
+    fn a_file_from_before_the_clock_was_kept_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CONSENT_STATE_FILE);
+        std::fs::write(
+            &path,
+            br#"{"version":1,"issued":[],"outgoing":[],"received":[],"seen_nonces":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(load(&path).unwrap().clock, Timestamp::from_unix_millis(0));
+    }
+
+    #[test]
+    fn a_prepared_state_changes_nothing_until_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CONSENT_STATE_FILE);
+        let old = DurableState {
+            clock: Timestamp::from_unix_millis(1),
+            ..DurableState::default()
+        };
+        save(&path, &old).unwrap();
+        let new = DurableState {
+            clock: Timestamp::from_unix_millis(2),
+            ..DurableState::default()
+        };
+        // Abandoned: the old file stands and no temporary is left.
+        drop(prepare(&path, &new).unwrap());
+        assert_eq!(load(&path).unwrap().clock, old.clock);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // Committed: the new one is in place.
+        prepare(&path, &new).unwrap().commit().unwrap();
+        assert_eq!(load(&path).unwrap().clock, new.clock);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -33,7 +33,8 @@ use crate::capture::{self, CameraStatus, CaptureOptions, CaptureSupervisor, Clip
 use crate::clock;
 use crate::config::{Overrides, RawConfig, Settings, environment_overrides};
 use crate::data_dir::{DataDir, replace_file, replace_secret};
-use crate::driver::{Driver, DriverHandle, DriverInput};
+use crate::driver::{Driver, DriverHandle, DriverInput, Recovery};
+use crate::health::Health;
 use crate::keys::NodeKeys;
 use crate::ledger::Ledger;
 use crate::mesh::{Mesh, MeshConfig};
@@ -247,6 +248,7 @@ async fn serve(parts: DaemonParts) -> anyhow::Result<()> {
         &received.list().unwrap_or_default(),
         node.peer_id(),
     );
+    let health = Health::default();
     let core = Driver {
         node,
         store: store.clone(),
@@ -259,6 +261,8 @@ async fn serve(parts: DaemonParts) -> anyhow::Result<()> {
         vault,
         saved_generation: 0,
         state_path: dir.consent_state(),
+        health: health.clone(),
+        recovery: Recovery::default(),
     };
     let driver_thread = std::thread::Builder::new()
         .name("consent-driver".into())
@@ -336,6 +340,7 @@ async fn serve(parts: DaemonParts) -> anyhow::Result<()> {
         cameras,
         driver: Some(driver.clone()),
         mesh: Some(mesh.clone()),
+        health,
     });
     tracing::info!(api = %address, "local API listening");
     let served = axum::serve(listener, router(api_state))

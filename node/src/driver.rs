@@ -9,13 +9,29 @@
 //! total order of audit entries. The blocking work it does inline is small and local (an
 //! fsync per audit entry, sled updates); clip bytes never pass through it — fetches stream
 //! on tokio tasks ([`crate::transfers`]) once the core has said yes.
+//!
+//! A step is all or nothing. Its audit entries and the core's durable state are written
+//! before any of its outputs is carried out; if either write fails, the core is told to
+//! undo the step ([`Node::undo_step`]), so its audit head stays where the log ends, and
+//! none of the step's sends, grants or fetch answers leave the node: the owner's command
+//! fails with an error saying so, a fetch is closed unanswered (the grantee retries
+//! later), and a peer's frame is as if lost. The owner sees the node as degraded in
+//! `porchlight status` ([`crate::health`]) until a write succeeds again; facts that
+//! already happened (bytes served, a clip received) are kept and recorded once it does.
+//! The order of the writes makes the rare failure after the log was written one a rename
+//! can cause: the state file is written and flushed first, then the entries are appended,
+//! then the state file is renamed into place. Should that rename fail, the log already
+//! holds the step, so the core is not undone; the node takes no further step until the
+//! state is saved, and the step's outputs are still withheld (a record without its act,
+//! never an act without its record).
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use porchlight_core::{AuditEvent, Input, Node, Output};
+use porchlight_core::{AuditEntry, AuditEvent, CoreError, Input, Node, Output};
 use porchlight_protocol::{
     AgreementPublic, AgreementSecret, ClipId, PeerId, RejectCode, RequestId, RequestTarget,
     SigningIdentity, TimeWindow, Timestamp, TokenId, WrappedFileKey,
@@ -24,6 +40,8 @@ use tokio::sync::oneshot;
 
 use crate::audit_log::AuditLog;
 use crate::clock;
+use crate::consent_state::{self, PreparedState};
+use crate::health::{Component, Health};
 use crate::ledger::{IssuedToken, Ledger, OutgoingDetails, RequestsView, TokensView};
 use crate::mesh::{Mesh, MeshEvent};
 use crate::received::{ExportSelection, ReceivedStore};
@@ -33,6 +51,17 @@ use crate::transfers::Transfers;
 /// How often received footage is checked for expiry independently of the core (which
 /// forgets a grant's timer across a restart only if its state file was lost).
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// How often a degraded node tries its writes again (retried facts, due timers, a probe).
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// The clock's high-water mark is saved at least this often while time passes with no
+/// other change, so a crash followed by a clock set back loses at most this much of it.
+const CLOCK_SAVE_EVERY: Duration = Duration::from_secs(60);
+/// The free space below which the node takes no step that must be recorded (a few hundred
+/// records and a state file). Smaller than what the store keeps free for new clips, so
+/// retention makes room for recording long before the consent log runs short.
+const DURABLE_RESERVE: u64 = 64 * 1024;
+/// Facts (bytes served, clips received) kept while their records cannot be written.
+const MAX_DEFERRED: usize = 10_000;
 
 /// One thing for the driver to do, in order.
 #[derive(Debug)]
@@ -129,6 +158,9 @@ pub enum CommandError {
     NotFound(String),
     #[error("{0}")]
     Failed(String),
+    /// The step could not be recorded, so nothing was done (the node is degraded).
+    #[error("{0}")]
+    Unwritable(String),
 }
 
 /// The core's answer to a fetch.
@@ -141,6 +173,9 @@ pub enum FetchVerdict {
         token_id: TokenId,
     },
     Reject(RejectCode),
+    /// The node cannot record the fetch right now: close the stream unanswered, so the
+    /// grantee tries again later rather than taking it as a refusal.
+    Unavailable,
 }
 
 /// Sends inputs to the driver thread.
@@ -189,34 +224,99 @@ pub struct Driver {
     /// Where the core's durable state is saved, and the generation last saved there.
     pub state_path: PathBuf,
     pub saved_generation: u64,
+    /// What `porchlight status` shows of the writes below.
+    pub health: Health,
+    pub recovery: Recovery,
+}
+
+/// The driver's book of writes that failed: when to try again, and what to try.
+#[derive(Debug)]
+pub struct Recovery {
+    /// When a degraded node next retries; `None` while every write succeeds.
+    retry_at: Option<Instant>,
+    /// The log holds a step whose state file could not be put in place: no step is taken
+    /// until the state is saved.
+    state_behind: bool,
+    /// Facts whose records could not be written yet, oldest first.
+    deferred: VecDeque<Input>,
+    /// The clock last saved with the state, and when.
+    saved_clock: Timestamp,
+    clock_saved_at: Instant,
+}
+
+impl Default for Recovery {
+    fn default() -> Recovery {
+        Recovery {
+            retry_at: None,
+            state_behind: false,
+            deferred: VecDeque::new(),
+            saved_clock: Timestamp::from_unix_millis(0),
+            clock_saved_at: Instant::now(),
+        }
+    }
+}
+
+/// Why a step was not taken.
+#[derive(Debug)]
+enum StepError {
+    /// The core refused the command (nothing changed).
+    Core(CoreError),
+    /// The step could not be made durable, so it was undone (or, with the state behind the
+    /// log, not started): the text says what failed, for the owner.
+    Unwritable(String),
+}
+
+impl From<StepError> for CommandError {
+    fn from(err: StepError) -> CommandError {
+        match err {
+            StepError::Core(err) => core_error(err),
+            StepError::Unwritable(message) => CommandError::Unwritable(message),
+        }
+    }
 }
 
 impl Driver {
     /// Runs until [`DriverInput::Stop`] or until every handle is dropped.
     pub fn run(mut self, inputs: mpsc::Receiver<DriverInput>) {
+        self.recovery.saved_clock = self.node.now();
         self.sweep_received();
         let mut next_sweep = Instant::now() + SWEEP_EVERY;
         loop {
-            // Timers first, so a steady stream of input cannot hold back an expiry.
+            // Timers first, so a steady stream of input cannot hold back an expiry. A
+            // degraded node retries (timers, deferred facts, a probe) once per RETRY_EVERY,
+            // not in a busy loop.
             let now = self.now();
-            if self.node.poll_timeout().is_some_and(|at| at <= now) {
-                let _ = self.feed(Input::Timeout);
+            let retry_due = self.recovery.retry_at.is_none_or(|at| Instant::now() >= at);
+            if retry_due {
+                self.retry();
+                if self.node.poll_timeout().is_some_and(|at| at <= now) {
+                    let _ = self.feed(Input::Timeout);
+                }
             }
             if Instant::now() >= next_sweep {
                 self.sweep_received();
+                self.save_clock_if_stale();
                 next_sweep = Instant::now() + SWEEP_EVERY;
             }
-            let wait = self
+            let mut wait = self
                 .node
                 .poll_timeout()
                 .map(|at| at.duration_since(now))
                 .unwrap_or(SWEEP_EVERY)
                 .min(next_sweep.saturating_duration_since(Instant::now()));
+            if let Some(at) = self.recovery.retry_at {
+                wait = wait.max(at.saturating_duration_since(Instant::now()));
+                wait = wait.min(RETRY_EVERY);
+            }
             match inputs.recv_timeout(wait) {
                 Ok(DriverInput::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(input) => self.on_input(input),
                 Err(RecvTimeoutError::Timeout) => {}
             }
+        }
+        // A clean stop keeps the clock's high-water mark exactly.
+        if self.node.now() > self.recovery.saved_clock && !self.recovery.state_behind {
+            self.save_state_now();
         }
         tracing::debug!("driver stopped");
     }
@@ -225,45 +325,247 @@ impl Driver {
         clock::now().unwrap_or(self.node.now())
     }
 
-    /// Feeds one input and carries out what the core asks. Returns the core's verdict on
-    /// a command.
-    fn feed(&mut self, input: Input) -> Result<Vec<Output>, porchlight_core::CoreError> {
+    /// Feeds one input as one step: the core handles it, the step's audit entries and
+    /// durable state are written, and only then are its outputs carried out. Returns the
+    /// outputs, or why the step was not taken (see the module doc); on `Err` nothing of it
+    /// left the node.
+    fn feed(&mut self, input: Input) -> Result<Vec<Output>, StepError> {
+        if self.recovery.state_behind && !self.save_state_now() {
+            return Err(StepError::Unwritable(
+                self.unwritable_message(Component::ConsentState),
+            ));
+        }
         let now = self.now();
         let result = self.node.handle(now, input);
         let mut outputs = Vec::new();
         while let Some(output) = self.node.poll() {
             outputs.push(output);
         }
-        // The record comes first: every audit entry of this step is on disk before any of
-        // its actions (a grant sent, a clip served, a revocation) leaves the node.
+        if let Err(err) = self.make_durable(&outputs) {
+            self.recovery.retry_at = Some(Instant::now() + RETRY_EVERY);
+            return Err(err);
+        }
+        // The step is on disk: its consequences may happen now, in order.
         for output in &outputs {
             if let Output::Audit(entry) = output {
                 self.on_audit(&entry.event);
-                if let Err(err) = self.audit.append(entry, &self.audit_identity) {
-                    tracing::error!(error = %err, "cannot append to the audit log");
-                }
             }
         }
-        // Then the state a restart needs (a token issued, a request sent), before the
-        // actions that depend on it leave the node.
-        self.save_state();
         for output in &outputs {
             self.carry_out(output);
         }
-        result.map(|()| outputs)
+        result.map(|()| outputs).map_err(StepError::Core)
     }
 
-    fn save_state(&mut self) {
+    /// Writes the step's durable state and audit entries, in the order the module doc
+    /// explains; on failure undoes the step in the core where the log does not hold it.
+    fn make_durable(&mut self, outputs: &[Output]) -> Result<(), StepError> {
+        let entries: Vec<AuditEntry> = outputs
+            .iter()
+            .filter_map(|output| match output {
+                Output::Audit(entry) => Some(entry.clone()),
+                _ => None,
+            })
+            .collect();
         let generation = self.node.durable_generation();
-        if generation == self.saved_generation {
-            return;
+        let state_changed = generation != self.saved_generation;
+        if entries.is_empty() && !state_changed {
+            return Ok(());
         }
-        match crate::consent_state::save(&self.state_path, &self.node.durable_state()) {
-            Ok(()) => self.saved_generation = generation,
+        if let Err(err) = self.check_room() {
+            self.node.undo_step();
+            let component = if entries.is_empty() {
+                Component::ConsentState
+            } else {
+                Component::AuditLog
+            };
+            return Err(self.write_failed(component, &err));
+        }
+        let prepared: Option<PreparedState> = if state_changed {
+            match consent_state::prepare(&self.state_path, &self.node.durable_state()) {
+                Ok(prepared) => Some(prepared),
+                Err(err) => {
+                    self.node.undo_step();
+                    return Err(self.write_failed(Component::ConsentState, &err));
+                }
+            }
+        } else {
+            None
+        };
+        if !entries.is_empty() {
+            if let Err(err) = self.append_step(&entries) {
+                drop(prepared);
+                self.node.undo_step();
+                return Err(self.write_failed(Component::AuditLog, &err));
+            }
+            self.recovered(Component::AuditLog);
+        }
+        if let Some(prepared) = prepared {
+            if let Err(err) = prepared.commit() {
+                // The log holds the step: the core keeps it, and waits for the state.
+                self.recovery.state_behind = true;
+                return Err(self.write_failed(Component::ConsentState, &err));
+            }
+            self.saved_generation = generation;
+            self.recovery.saved_clock = self.node.now();
+            self.recovery.clock_saved_at = Instant::now();
+            self.recovered(Component::ConsentState);
+        }
+        Ok(())
+    }
+
+    /// Appends a step's entries to the audit log, all or none.
+    fn append_step(
+        &mut self,
+        entries: &[AuditEntry],
+    ) -> Result<(), crate::audit_log::AuditLogError> {
+        for entry in entries {
+            self.audit.append(entry, &self.audit_identity)?;
+        }
+        Ok(())
+    }
+
+    /// Marks `component` failing and says, for the owner, what that means.
+    fn write_failed(&mut self, component: Component, err: &dyn std::fmt::Display) -> StepError {
+        let error = format!("{err:#}");
+        if self
+            .health
+            .failed(component, self.node.now(), error.clone())
+        {
+            tracing::error!(component = component.label(), %error, "cannot write; the node releases nothing until it can (see `porchlight status`)");
+        }
+        StepError::Unwritable(self.unwritable_message(component))
+    }
+
+    fn unwritable_message(&self, component: Component) -> String {
+        let error = self
+            .health
+            .problems()
+            .into_iter()
+            .find(|(failing, _)| *failing == component)
+            .map(|(_, problem)| problem.error)
+            .unwrap_or_else(|| "unknown error".into());
+        format!(
+            "the node cannot write its {} ({error}), so it did nothing and nothing left this home; free space on the data dir's disk and try again (the node recovers by itself)",
+            component.label()
+        )
+    }
+
+    fn recovered(&mut self, component: Component) {
+        if let Some(problem) = self.health.recovered(component) {
+            tracing::info!(
+                component = component.label(),
+                failures = problem.failures,
+                "writes succeed again; the node is no longer degraded"
+            );
+        }
+        if !self.health.is_degraded() {
+            self.recovery.retry_at = None;
+        }
+    }
+
+    /// Saves the current durable state at once; `true` on success.
+    fn save_state_now(&mut self) -> bool {
+        match consent_state::save(&self.state_path, &self.node.durable_state()) {
+            Ok(()) => {
+                self.saved_generation = self.node.durable_generation();
+                self.recovery.saved_clock = self.node.now();
+                self.recovery.clock_saved_at = Instant::now();
+                self.recovery.state_behind = false;
+                self.recovered(Component::ConsentState);
+                true
+            }
             Err(err) => {
-                tracing::error!(error = %format!("{err:#}"), "cannot save the consent state; a restart now would forget recent grants")
+                let _ = self.write_failed(Component::ConsentState, &err);
+                false
             }
         }
+    }
+
+    /// Keeps the clock's high-water mark on disk while time passes with no other change.
+    fn save_clock_if_stale(&mut self) {
+        if self.health.is_degraded() || self.recovery.clock_saved_at.elapsed() < CLOCK_SAVE_EVERY {
+            return;
+        }
+        if self.node.now() > self.recovery.saved_clock {
+            self.save_state_now();
+        }
+    }
+
+    /// What a degraded node tries once per [`RETRY_EVERY`]: the state if it is behind the
+    /// log, then the facts kept back, then (if nothing else wrote) a probe of the disk, so
+    /// that `status` clears once space is back even when no step comes.
+    fn retry(&mut self) {
+        if self.recovery.retry_at.is_none() && self.recovery.deferred.is_empty() {
+            return;
+        }
+        if self.recovery.state_behind && !self.save_state_now() {
+            self.recovery.retry_at = Some(Instant::now() + RETRY_EVERY);
+            return;
+        }
+        while let Some(input) = self.recovery.deferred.pop_front() {
+            let retry = input.clone();
+            match self.feed(input) {
+                Err(StepError::Unwritable(_)) => {
+                    self.recovery.deferred.push_front(retry);
+                    return;
+                }
+                Err(StepError::Core(err)) => {
+                    tracing::debug!(error = %err, "a deferred fact no longer applies");
+                }
+                Ok(_) => {}
+            }
+        }
+        if self.health.is_degraded() {
+            // The log itself is written only with a real step; until one comes, room on its
+            // disk for a few steps' records stands in for a successful append.
+            let state_ok = self.save_state_now();
+            if self.audit_log_has_room() {
+                self.recovered(Component::AuditLog);
+            }
+            if !state_ok || self.health.is_degraded() {
+                self.recovery.retry_at = Some(Instant::now() + RETRY_EVERY);
+            }
+        }
+    }
+
+    /// Whether the audit log's disk has room for a few steps of records (and no injected
+    /// fault says otherwise).
+    fn audit_log_has_room(&self) -> bool {
+        crate::faults::check(crate::faults::FaultPoint::AuditAppend).is_ok()
+            && self.check_room().is_ok()
+    }
+
+    /// Refuses a step that must write when the data dir's disk has less than
+    /// [`DURABLE_RESERVE`] free. Without the margin a nearly full disk would let a few
+    /// records through (into the slack of a page the log already holds) and fail the next
+    /// at random; with it, the node stops recording, and so releasing, at a point it picks.
+    fn check_room(&self) -> std::io::Result<()> {
+        let dir = self
+            .state_path
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let free = fs2::available_space(&dir)?;
+        if free < DURABLE_RESERVE {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!(
+                    "{free} bytes free on the disk of {}, below the {DURABLE_RESERVE} the node keeps for its records",
+                    dir.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Keeps a fact (bytes that left, a clip that arrived) to record once writes succeed.
+    fn defer(&mut self, input: Input) {
+        if self.recovery.deferred.len() >= MAX_DEFERRED {
+            tracing::error!("too many facts waiting for the audit log; dropping the oldest");
+            self.recovery.deferred.pop_front();
+        }
+        self.recovery.deferred.push_back(input);
     }
 
     fn on_input(&mut self, input: DriverInput) {
@@ -307,12 +609,16 @@ impl Driver {
                 bytes,
             } => {
                 self.ledger.transferred(&token_id, clip_id);
-                let _ = self.feed(Input::FetchCompleted {
+                let input = Input::FetchCompleted {
                     to,
                     token_id,
                     clip_id,
                     bytes,
-                });
+                };
+                // The bytes left already: their record waits for the log, never lost.
+                if let Err(StepError::Unwritable(_)) = self.feed(input.clone()) {
+                    self.defer(input);
+                }
             }
             DriverInput::ClipReceived {
                 token_id,
@@ -320,14 +626,19 @@ impl Driver {
                 bytes,
             } => {
                 self.ledger.transferred(&token_id, clip_id);
-                if let Err(err) = self.feed(Input::ClipReceived {
+                let input = Input::ClipReceived {
                     token_id,
                     clip_id,
                     bytes,
-                }) {
-                    // The grant ended while the clip was in flight: it must not stay.
-                    tracing::info!(token = %token_id, error = %err, "a clip arrived after its grant ended; deleting it");
-                    self.delete_received(token_id);
+                };
+                match self.feed(input.clone()) {
+                    Ok(_) => {}
+                    Err(StepError::Core(err)) => {
+                        // The grant ended while the clip was in flight: it must not stay.
+                        tracing::info!(token = %token_id, error = %err, "a clip arrived after its grant ended; deleting it");
+                        self.delete_received(token_id);
+                    }
+                    Err(StepError::Unwritable(_)) => self.defer(input),
                 }
             }
             DriverInput::Stop => {}
@@ -346,7 +657,8 @@ impl Driver {
             clip_id,
         }) {
             Ok(outputs) => outputs,
-            Err(_) => return FetchVerdict::Reject(RejectCode::Invalid),
+            Err(StepError::Unwritable(_)) => return FetchVerdict::Unavailable,
+            Err(StepError::Core(_)) => return FetchVerdict::Reject(RejectCode::Invalid),
         };
         for output in outputs {
             match output {
@@ -415,7 +727,10 @@ impl Driver {
                         case_number,
                         access,
                     })
-                    .map_err(|err| CommandError::Invalid(err.to_string()))?;
+                    .map_err(|err| match err {
+                        StepError::Core(err) => CommandError::Invalid(err.to_string()),
+                        unwritable => unwritable.into(),
+                    })?;
                 let request_id = outputs
                     .iter()
                     .find_map(|output| match output {
@@ -439,7 +754,7 @@ impl Driver {
                         clips,
                         retain,
                     })
-                    .map_err(core_error)?;
+                    .map_err(CommandError::from)?;
                 outputs
                     .iter()
                     .find_map(|output| match output {
@@ -457,12 +772,13 @@ impl Driver {
                     request_id,
                     message,
                 })
-                .map_err(core_error)?;
+                .map_err(CommandError::from)?;
                 self.ledger.denied(&request_id);
                 Ok(CommandReply::Done)
             }
             Command::Revoke { token_id } => {
-                self.feed(Input::Revoke { token_id }).map_err(core_error)?;
+                self.feed(Input::Revoke { token_id })
+                    .map_err(CommandError::from)?;
                 Ok(CommandReply::Done)
             }
             Command::ListRequests => Ok(CommandReply::Requests(self.ledger.requests_view())),

@@ -17,6 +17,7 @@ pub mod data_dir;
 pub mod driver;
 pub mod faults;
 pub mod fetch;
+pub mod health;
 pub mod keys;
 pub mod ledger;
 pub mod media;

@@ -223,6 +223,10 @@ async fn serve_one(from: PeerId, mut stream: libp2p::Stream, driver: DriverHandl
         FetchVerdict::Reject(code) => {
             let _ = send_rejection(&mut stream, code).await;
         }
+        FetchVerdict::Unavailable => {
+            // Nothing could be recorded: closed unanswered, and the grantee retries later.
+            tracing::debug!(peer = %from, "the node cannot record a fetch now; closing the stream unanswered");
+        }
     }
 }
 

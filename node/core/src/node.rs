@@ -26,14 +26,14 @@ use crate::output::{Output, RequestSummary};
 use crate::state::{DurableState, IssuedToken, OutgoingRequest, ReceivedGrant, SeenNonce};
 
 /// A request waiting for the owner's decision.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Pending {
     pub(crate) summary: RequestSummary,
     pub(crate) reply_key: porchlight_protocol::AgreementPublic,
 }
 
 /// A token this node issued, remembered so fetches can be checked against revocation.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Issued {
     pub(crate) grantee: PeerId,
     pub(crate) not_after: Timestamp,
@@ -58,12 +58,45 @@ pub(crate) struct Outgoing {
     pub(crate) target: Option<PeerId>,
 }
 
+impl Clone for Outgoing {
+    fn clone(&self) -> Outgoing {
+        Outgoing {
+            reply_secret: AgreementSecret::from_bytes(*self.reply_secret.to_bytes()),
+            target: self.target,
+        }
+    }
+}
+
 /// A grant this node received and may fetch under.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Received {
     pub(crate) owner: PeerId,
     pub(crate) not_after: Timestamp,
     pub(crate) retain: bool,
+}
+
+/// What [`Node::undo_step`] puts back. The audit head and the generation are saved at the
+/// start of every step (they are small); the consent maps are copied only the first time a
+/// step is about to change one of them ([`Node::checkpoint`]), so the flood of refused frames
+/// a node must shrug off costs no copy at all.
+#[derive(Debug)]
+struct StepUndo {
+    audit: AuditHead,
+    generation: u64,
+    maps: Option<Box<ConsentMaps>>,
+    /// The maps' sizes at the start, to catch (in debug builds) a change made without a
+    /// checkpoint.
+    sizes: [usize; 5],
+}
+
+/// The consent maps, as they were before a step changed them.
+#[derive(Debug)]
+struct ConsentMaps {
+    pending: BTreeMap<RequestId, Pending>,
+    issued: BTreeMap<TokenId, Issued>,
+    outgoing: BTreeMap<RequestId, Outgoing>,
+    received: BTreeMap<TokenId, Received>,
+    replay: ReplayCache,
 }
 
 /// The sans-IO Porchlight node: owner and requester side of the consent flow.
@@ -109,6 +142,8 @@ pub struct Node {
     pub(crate) pending_overflow_drops: u64,
     /// Counts changes to the durable state (see [`Node::durable_generation`]).
     pub(crate) generation: u64,
+    /// How to undo the step in progress (or the last one), see [`Node::undo_step`].
+    undo: Option<StepUndo>,
 }
 
 impl Node {
@@ -141,6 +176,7 @@ impl Node {
             global_limit_drops: 0,
             pending_overflow_drops: 0,
             generation: 0,
+            undo: None,
         }
     }
 
@@ -148,6 +184,24 @@ impl Node {
     /// Then drain [`Node::poll`] (see the drain rule above).
     pub fn handle(&mut self, now: Timestamp, input: Input) -> Result<(), CoreError> {
         self.now = self.now.max(now);
+        self.undo = Some(StepUndo {
+            audit: self.audit.clone(),
+            generation: self.generation,
+            maps: None,
+            sizes: self.map_sizes(),
+        });
+        // Commands and timers are rare and change state more often than not: copy up front.
+        // Network input checkpoints itself once it has passed admission and verification.
+        if matches!(
+            input,
+            Input::Approve { .. }
+                | Input::Deny { .. }
+                | Input::Revoke { .. }
+                | Input::SendRequest { .. }
+                | Input::Timeout
+        ) {
+            self.checkpoint();
+        }
         match input {
             Input::FrameReceived { from, bytes } => {
                 self.on_frame(from, &bytes);
@@ -238,6 +292,7 @@ impl Node {
     /// A copy of what must survive a restart ([`crate::state`]).
     pub fn durable_state(&self) -> DurableState {
         DurableState {
+            clock: self.now,
             issued: self
                 .issued
                 .iter()
@@ -301,6 +356,7 @@ impl Node {
         if !fresh {
             return Err(CoreError::RestoreTooLate);
         }
+        self.now = self.now.max(state.clock);
         for token in state.issued {
             self.issued.insert(
                 token.token_id,
@@ -335,6 +391,80 @@ impl Node {
                 .restore(seen.forget_at, seen.requester, seen.nonce);
         }
         Ok(())
+    }
+
+    /// Undoes the last [`Node::handle`], for a shell that could not make that step durable
+    /// (an audit entry or the durable state failed to write) and so carried out none of its
+    /// outputs. The node is put back as it was before the step: the audit head again matches
+    /// the durable log's end, the generation is the one last saved, a denied or approved
+    /// request is pending again, a revoked token is live again (as the owner was told, since
+    /// the command failed), and a request or grant from a peer is as if it had been lost on
+    /// the way, so its sender can send it again. Queued outputs are dropped.
+    ///
+    /// Not undone, because they promise nothing to anyone: the clock (it never goes back),
+    /// the RNG (a retried step draws fresh ids), rate-limit buckets and misbehavior counts
+    /// (an undone flood still counts against its sender), and the catalog (clip inputs
+    /// record nothing and so never need undoing).
+    ///
+    /// Call it at most once per `handle`, after draining [`Node::poll`] and before the next
+    /// `handle`; a second call, or one before any step, does nothing.
+    pub fn undo_step(&mut self) {
+        let Some(undo) = self.undo.take() else {
+            return;
+        };
+        self.audit = undo.audit;
+        self.generation = undo.generation;
+        match undo.maps {
+            Some(maps) => {
+                let ConsentMaps {
+                    pending,
+                    issued,
+                    outgoing,
+                    received,
+                    replay,
+                } = *maps;
+                self.pending = pending;
+                self.issued = issued;
+                self.outgoing = outgoing;
+                self.received = received;
+                self.replay = replay;
+            }
+            None => debug_assert_eq!(
+                undo.sizes,
+                self.map_sizes(),
+                "a step changed the consent maps without Node::checkpoint"
+            ),
+        }
+        self.outputs.clear();
+    }
+
+    /// Copies the consent maps for [`Node::undo_step`], once per step, before the step first
+    /// changes one of them. Every change to `pending`, `issued`, `outgoing`, `received` or
+    /// `replay` during a step must come after a call to this.
+    pub(crate) fn checkpoint(&mut self) {
+        if self.undo.as_ref().is_none_or(|undo| undo.maps.is_some()) {
+            return;
+        }
+        let maps = ConsentMaps {
+            pending: self.pending.clone(),
+            issued: self.issued.clone(),
+            outgoing: self.outgoing.clone(),
+            received: self.received.clone(),
+            replay: self.replay.clone(),
+        };
+        if let Some(undo) = self.undo.as_mut() {
+            undo.maps = Some(Box::new(maps));
+        }
+    }
+
+    fn map_sizes(&self) -> [usize; 5] {
+        [
+            self.pending.len(),
+            self.issued.len(),
+            self.outgoing.len(),
+            self.received.len(),
+            self.replay.entries(),
+        ]
     }
 
     /// The next output, or `None` when drained.

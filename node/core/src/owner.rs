@@ -73,6 +73,7 @@ impl Node {
                 },
             );
         }
+        self.checkpoint();
         if !self
             .replay
             .insert(request.requester, request.nonce, request.issued_at)
@@ -256,6 +257,7 @@ impl Node {
             },
         };
         let decision = Signed::sign(decision, &self.identity).map_err(refused("grant"))?;
+        self.checkpoint();
         self.issued.insert(
             token_id,
             Issued {

@@ -150,6 +150,7 @@ impl Node {
             return;
         }
         let token_id = body.token_id;
+        self.checkpoint();
         self.received.insert(
             token_id,
             Received {
@@ -228,6 +229,7 @@ impl Node {
     }
 
     fn end_grant(&mut self, token_id: TokenId, why: GrantEnd) {
+        self.checkpoint();
         let Some(grant) = self.received.remove(&token_id) else {
             return;
         };

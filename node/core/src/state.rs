@@ -14,12 +14,31 @@
 use porchlight_protocol::{AgreementSecret, PeerId, RequestId, Timestamp, TokenId};
 
 /// Everything [`crate::Node::restore`] needs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DurableState {
+    /// The latest time the node had seen when the state was taken: its clock's high-water
+    /// mark. A node restarted with its wall clock set back resumes from here, so it cannot
+    /// re-accept a request whose nonce it already forgot, nor date a token or an audit entry
+    /// before what it did earlier. The epoch in state written by versions that did not keep
+    /// it.
+    pub clock: Timestamp,
     pub issued: Vec<IssuedToken>,
     pub outgoing: Vec<OutgoingRequest>,
     pub received: Vec<ReceivedGrant>,
     pub seen_nonces: Vec<SeenNonce>,
+}
+
+/// An empty state: what a new node starts from.
+impl Default for DurableState {
+    fn default() -> DurableState {
+        DurableState {
+            clock: Timestamp::from_unix_millis(0),
+            issued: Vec::new(),
+            outgoing: Vec::new(),
+            received: Vec::new(),
+            seen_nonces: Vec::new(),
+        }
+    }
 }
 
 /// A token this node issued.

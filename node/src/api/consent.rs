@@ -98,6 +98,9 @@ async fn run(state: &ApiState, command: Command) -> Result<CommandReply, ApiErro
         CommandError::Invalid(message) => ApiError::new(StatusCode::BAD_REQUEST, message),
         CommandError::NotFound(message) => ApiError::new(StatusCode::NOT_FOUND, message),
         CommandError::Failed(message) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message),
+        CommandError::Unwritable(message) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+        }
     })
 }
 

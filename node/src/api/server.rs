@@ -22,8 +22,8 @@ use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
 use super::views::{
-    CameraView, ClipTotalsView, ClipView, DiskView, ErrorView, IdView, ImportRequest, RebuildView,
-    StatusView, parse_rfc3339, rfc3339,
+    CameraView, ClipTotalsView, ClipView, DegradedView, DiskView, ErrorView, IdView, ImportRequest,
+    RebuildView, StatusView, parse_rfc3339, rfc3339,
 };
 use crate::store::{ClipFilter, ClipRecord, Store, StoreError};
 
@@ -43,6 +43,8 @@ pub struct ApiState {
     /// The consent driver and the mesh; `None` in a node started without networking.
     pub driver: Option<crate::driver::DriverHandle>,
     pub mesh: Option<crate::mesh::Mesh>,
+    /// Which durable writes are failing (the driver keeps it).
+    pub health: crate::health::Health,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -215,6 +217,20 @@ async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<StatusView>, 
             newest: stats.newest.map(rfc3339),
         },
         disk: DiskView { free_bytes: free },
+        degraded: state
+            .health
+            .problems()
+            .into_iter()
+            .map(|(component, problem)| DegradedView {
+                component: component.label().to_owned(),
+                since: rfc3339(problem.since),
+                last_failure: rfc3339(problem.last_failure),
+                failures: problem.failures,
+                error: problem.error,
+                effect: "no grant, fetch or revocation can be recorded, so none is carried out"
+                    .to_owned(),
+            })
+            .collect(),
     }))
 }
 
@@ -350,6 +366,16 @@ async fn import_clip(
         Ok(store.import(file, &request.camera, start, end)?)
     })
     .await?;
+    // The core matches requests against the clips it was told of: an imported clip is
+    // footage like any recorded one.
+    if let Some(driver) = &state.driver {
+        driver.send(crate::driver::DriverInput::ClipAdded {
+            clip_id: record.clip_id,
+            camera: record.camera.clone(),
+            start: record.start,
+            end: record.end,
+        });
+    }
     Ok(Json(clip_view(&record)))
 }
 

@@ -13,6 +13,22 @@ pub struct StatusView {
     pub cameras: Vec<CameraView>,
     pub clips: ClipTotalsView,
     pub disk: DiskView,
+    /// Durable writes that are failing; empty when the node is healthy.
+    #[serde(default)]
+    pub degraded: Vec<DegradedView>,
+}
+
+/// A write the consent promise depends on that is failing (`porchlight status`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DegradedView {
+    /// `audit log` or `consent state`.
+    pub component: String,
+    pub since: String,
+    pub last_failure: String,
+    pub failures: u64,
+    pub error: String,
+    /// What the owner should expect while it lasts.
+    pub effect: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -233,7 +233,21 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Status { json } => {
             let status: StatusView = client(cli.data_dir)?.get("/v1/status")?;
-            print(json, &status, print_status)
+            print(json, &status, print_status)?;
+            // A monitoring script can rely on the exit code; the reasons are above (and in
+            // `--json`).
+            if !status.degraded.is_empty() {
+                let failing: Vec<&str> = status
+                    .degraded
+                    .iter()
+                    .map(|problem| problem.component.as_str())
+                    .collect();
+                anyhow::bail!(
+                    "the node is degraded: its {} cannot be written",
+                    failing.join(" and ")
+                );
+            }
+            Ok(())
         }
         Command::Id { json } => {
             let id: IdView = client(cli.data_dir)?.get("/v1/id")?;
@@ -474,6 +488,16 @@ fn print_status(status: &StatusView) {
     );
     if let Some(free) = status.disk.free_bytes {
         println!("disk     {free} bytes free");
+    }
+    for problem in &status.degraded {
+        println!(
+            "DEGRADED the {} cannot be written since {} ({} failed writes): {}",
+            problem.component, problem.since, problem.failures, problem.error
+        );
+        println!(
+            "         {}; free space on the data dir's disk: the node recovers by itself",
+            problem.effect
+        );
     }
     if status.cameras.is_empty() {
         println!("cameras  none");
