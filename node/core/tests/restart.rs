@@ -179,3 +179,37 @@ fn restoring_into_a_node_that_already_ran_is_refused() {
         Err(CoreError::RestoreTooLate)
     );
 }
+
+#[test]
+fn a_node_restarted_with_its_clock_set_back_resumes_from_where_its_clock_was() {
+    let mut owner = Node::new(NodeConfig::default(), identity(OWNER), [1; 32], t(0));
+    let request = raw_request(&identity(REQUESTER), identity(OWNER).peer_id(), t(0), 7);
+    let frame = Input::FrameReceived {
+        from: identity(REQUESTER).peer_id(),
+        bytes: request,
+    };
+    owner.handle(t(0), frame.clone()).expect("network input");
+    owner.drain();
+    // Long after the request's freshness window, its nonce is forgotten.
+    owner
+        .handle(t(600), Input::Timeout)
+        .expect("timeouts never err");
+    owner.drain();
+    assert_eq!(owner.replay_entries(), 0);
+
+    // Restarted with the wall clock back at t(0): the node's own time stays at t(600), so the
+    // forgotten request is stale, not new, and an approval cannot date a token before what
+    // the node already did.
+    let mut restarted = Node::new(NodeConfig::default(), identity(OWNER), [2; 32], t(0));
+    restarted.restore(owner.durable_state()).expect("fresh");
+    assert_eq!(restarted.now(), t(600));
+    restarted.handle(t(0), frame).expect("network input");
+    let outputs = restarted.drain();
+    assert!(
+        !outputs
+            .iter()
+            .any(|o| matches!(o, Output::PromptOwner { .. })),
+        "a request whose nonce was forgotten was accepted again: {outputs:#?}"
+    );
+    assert_eq!(restarted.replay_entries(), 0);
+}
