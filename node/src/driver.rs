@@ -504,16 +504,9 @@ impl Driver {
             return;
         }
         while let Some(input) = self.recovery.deferred.pop_front() {
-            let retry = input.clone();
-            match self.feed(input) {
-                Err(StepError::Unwritable(_)) => {
-                    self.recovery.deferred.push_front(retry);
-                    return;
-                }
-                Err(StepError::Core(err)) => {
-                    tracing::debug!(error = %err, "a deferred fact no longer applies");
-                }
-                Ok(_) => {}
+            if !self.try_fact(input.clone()) {
+                self.recovery.deferred.push_front(input);
+                return;
             }
         }
         if self.health.is_degraded() {
@@ -559,7 +552,36 @@ impl Driver {
         Ok(())
     }
 
-    /// Keeps a fact (bytes that left, a clip that arrived) to record once writes succeed.
+    /// Records a fact the shell saw (bytes that left, a clip that arrived), now or, if the
+    /// log cannot be written, once it can: such a record is never dropped.
+    fn record_fact(&mut self, input: Input) {
+        // Behind facts already waiting, to keep their order.
+        if !self.recovery.deferred.is_empty() || !self.try_fact(input.clone()) {
+            self.defer(input);
+        }
+    }
+
+    /// One attempt at [`Driver::record_fact`]; `false` if it must wait.
+    fn try_fact(&mut self, input: Input) -> bool {
+        let received = match &input {
+            Input::ClipReceived { token_id, .. } => Some(*token_id),
+            _ => None,
+        };
+        match self.feed(input) {
+            Ok(_) => true,
+            Err(StepError::Unwritable(_)) => false,
+            Err(StepError::Core(err)) => {
+                if let Some(token_id) = received {
+                    // The grant ended while the clip was in flight: it must not stay.
+                    tracing::info!(token = %token_id, error = %err, "a clip arrived after its grant ended; deleting it");
+                    self.delete_received(token_id);
+                }
+                true
+            }
+        }
+    }
+
+    /// Keeps a fact to record once writes succeed.
     fn defer(&mut self, input: Input) {
         if self.recovery.deferred.len() >= MAX_DEFERRED {
             tracing::error!("too many facts waiting for the audit log; dropping the oldest");
@@ -616,9 +638,7 @@ impl Driver {
                     bytes,
                 };
                 // The bytes left already: their record waits for the log, never lost.
-                if let Err(StepError::Unwritable(_)) = self.feed(input.clone()) {
-                    self.defer(input);
-                }
+                self.record_fact(input);
             }
             DriverInput::ClipReceived {
                 token_id,
@@ -631,15 +651,7 @@ impl Driver {
                     clip_id,
                     bytes,
                 };
-                match self.feed(input.clone()) {
-                    Ok(_) => {}
-                    Err(StepError::Core(err)) => {
-                        // The grant ended while the clip was in flight: it must not stay.
-                        tracing::info!(token = %token_id, error = %err, "a clip arrived after its grant ended; deleting it");
-                        self.delete_received(token_id);
-                    }
-                    Err(StepError::Unwritable(_)) => self.defer(input),
-                }
+                self.record_fact(input);
             }
             DriverInput::Stop => {}
         }
