@@ -12,15 +12,6 @@ use porchlight_core::{
 };
 use porchlight_protocol::{AuthorityRole, ConsentToken, RejectCode, Signed};
 
-fn granted_token(log: &[Output]) -> Signed<ConsentToken> {
-    log.iter()
-        .find_map(|output| match output {
-            Output::Granted { token, .. } => Some(token.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no grant in {log:#?}"))
-}
-
 /// Runs ask + approve(clip 1, 1 h) and returns the pair with the grantee's token.
 fn granted_pair(retain: bool) -> (Pair, Signed<ConsentToken>) {
     let mut pair = Pair::new(NodeConfig::default(), NodeConfig::default());

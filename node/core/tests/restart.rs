@@ -10,15 +10,6 @@ use harness::*;
 use porchlight_core::{CoreError, Input, Node, NodeConfig, Output};
 use porchlight_protocol::{ConsentToken, RejectCode, Signed};
 
-fn granted_token(log: &[Output]) -> Signed<ConsentToken> {
-    log.iter()
-        .find_map(|output| match output {
-            Output::Granted { token, .. } => Some(token.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no grant in {log:#?}"))
-}
-
 /// A new process: a node with the same key and config but a fresh seed, given back the
 /// durable state and the clips of the old one.
 fn restarted(old: &Node, me: u8, now: porchlight_protocol::Timestamp) -> Node {

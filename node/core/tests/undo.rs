@@ -9,7 +9,7 @@ use std::time::Duration;
 use harness::*;
 use porchlight_core::audit::AuditEvent;
 use porchlight_core::{AuditEntry, Input, Node, NodeConfig, Output, verify_chain};
-use porchlight_protocol::{ConsentToken, PeerId, RequestId, Signed, Timestamp};
+use porchlight_protocol::{PeerId, RequestId, Timestamp};
 
 /// What a step may change and an undo must put back, in comparable form.
 #[derive(Debug, PartialEq, Eq)]
@@ -91,24 +91,8 @@ fn deliver(node: &mut Node, log: &mut Vec<Output>, from: PeerId, frames: Vec<Vec
 }
 
 fn nodes() -> (Node, Node) {
-    let now = t(0);
-    let mut owner = Node::new(NodeConfig::default(), identity(OWNER), [11; 32], now);
-    let requester = Node::new(NodeConfig::default(), identity(REQUESTER), [22; 32], now);
-    for (n, start) in [(1, -900), (2, -300)] {
-        owner
-            .handle(
-                now,
-                Input::ClipAdded {
-                    clip_id: clip(n),
-                    camera: "porch".into(),
-                    start: t(start),
-                    end: t(start + 60),
-                },
-            )
-            .expect("adding a clip cannot fail");
-    }
-    owner.drain();
-    (owner, requester)
+    let pair = Pair::new(NodeConfig::default(), NodeConfig::default());
+    (pair.owner, pair.requester)
 }
 
 #[test]
@@ -149,13 +133,7 @@ fn every_step_of_the_flow_undone_leaves_both_nodes_as_they_were() {
         frames_to(&approved, requester_id),
     );
     owner_log.extend(approved);
-    let token: Signed<ConsentToken> = requester_log
-        .iter()
-        .find_map(|output| match output {
-            Output::Granted { token, .. } => Some(token.clone()),
-            _ => None,
-        })
-        .expect("the grant arrived");
+    let token = granted_token(&requester_log);
 
     owner_log.extend(fail_once_then_retry(
         &mut owner,
@@ -256,15 +234,7 @@ fn an_undone_revocation_leaves_the_token_live_and_can_be_retried() {
         retain: false,
     })
     .expect("pending");
-    let token = pair
-        .requester_log
-        .iter()
-        .find_map(|o| match o {
-            Output::Granted { token, .. } => Some(token.clone()),
-            _ => None,
-        })
-        .expect("granted");
-    let token_id = token.body().token_id;
+    let token_id = granted_token(&pair.requester_log).body().token_id;
     pair.owner
         .handle(pair.now, Input::Revoke { token_id })
         .expect("issued here");

@@ -242,3 +242,15 @@ pub fn audit_entries(log: &[Output]) -> Vec<porchlight_core::AuditEntry> {
         })
         .collect()
 }
+
+/// The token of the first grant in `log` (a requester's outputs).
+pub fn granted_token(
+    log: &[Output],
+) -> porchlight_protocol::Signed<porchlight_protocol::ConsentToken> {
+    log.iter()
+        .find_map(|output| match output {
+            Output::Granted { token, .. } => Some(token.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no grant in {log:#?}"))
+}
