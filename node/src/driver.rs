@@ -141,6 +141,9 @@ pub enum FetchVerdict {
         token_id: TokenId,
     },
     Reject(RejectCode),
+    /// Close the stream without an answer: the fetch is over a limit (the core's
+    /// `Output::CloseFetch`).
+    Close,
 }
 
 /// Sends inputs to the driver thread.
@@ -359,6 +362,7 @@ impl Driver {
                 Output::RejectFetch { to, code } if to == from => {
                     return FetchVerdict::Reject(code);
                 }
+                Output::CloseFetch { to } if to == from => return FetchVerdict::Close,
                 _ => {}
             }
         }
@@ -566,7 +570,10 @@ impl Driver {
                 tracing::warn!(%peer, ?reason, "refused input from a peer (further refusals of this kind are only counted)");
             }
             // Fetch verdicts are answered by `on_fetch_asked`; audit entries were written first.
-            Output::ServeFetch { .. } | Output::RejectFetch { .. } | Output::Audit(_) => {}
+            Output::ServeFetch { .. }
+            | Output::RejectFetch { .. }
+            | Output::CloseFetch { .. }
+            | Output::Audit(_) => {}
         }
     }
 

@@ -223,6 +223,11 @@ async fn serve_one(from: PeerId, mut stream: libp2p::Stream, driver: DriverHandl
         FetchVerdict::Reject(code) => {
             let _ = send_rejection(&mut stream, code).await;
         }
+        // Over a fetch limit: dropping the stream closes it unanswered, like the slot limit
+        // above, so the grantee's resume retries after its backoff.
+        FetchVerdict::Close => {
+            tracing::debug!(peer = %from, "over a fetch limit; closing the stream unanswered");
+        }
     }
 }
 

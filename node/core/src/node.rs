@@ -21,8 +21,9 @@ use crate::catalog::Catalog;
 use crate::config::NodeConfig;
 use crate::error::{CoreError, Misbehavior, MisbehaviorCause};
 use crate::input::Input;
-use crate::limits::{RateLimiter, ReplayCache};
+use crate::limits::{FetchLimiter, RateLimiter, ReplayCache};
 use crate::output::{Output, RequestSummary};
+use crate::refusals::RefusalTally;
 use crate::state::{DurableState, IssuedToken, OutgoingRequest, ReceivedGrant, SeenNonce};
 
 /// A request waiting for the owner's decision.
@@ -100,6 +101,9 @@ pub struct Node {
     pub(crate) catalog: Catalog,
     pub(crate) limiter: RateLimiter,
     pub(crate) replay: ReplayCache,
+    pub(crate) fetch_limiter: FetchLimiter,
+    /// Fetch refusals of the current interval, summarized when it ends.
+    pub(crate) refusals: RefusalTally,
     pub(crate) pending: BTreeMap<RequestId, Pending>,
     pub(crate) issued: BTreeMap<TokenId, Issued>,
     pub(crate) outgoing: BTreeMap<RequestId, Outgoing>,
@@ -122,6 +126,7 @@ impl Node {
         now: Timestamp,
     ) -> Node {
         let limiter = RateLimiter::new(config.limits, now);
+        let fetch_limiter = FetchLimiter::new(config.fetch_limits, now);
         Node {
             me: identity.peer_id(),
             config,
@@ -133,6 +138,8 @@ impl Node {
             catalog: Catalog::default(),
             limiter,
             replay: ReplayCache::default(),
+            fetch_limiter,
+            refusals: RefusalTally::default(),
             pending: BTreeMap::new(),
             issued: BTreeMap::new(),
             outgoing: BTreeMap::new(),
@@ -366,6 +373,7 @@ impl Node {
             grant_expiry,
             issued_expiry,
             pending_expiry,
+            self.refusals.closes_at(),
         ]
         .into_iter()
         .flatten()
@@ -400,6 +408,18 @@ impl Node {
     /// Requests dropped because the owner's queue was full ([`crate::MAX_PENDING_REQUESTS`]).
     pub fn pending_overflow_drops(&self) -> u64 {
         self.pending_overflow_drops
+    }
+
+    /// (peer, cause) keys of fetch refusals counted in the current interval (at most
+    /// [`crate::refusals::MAX_REFUSAL_KEYS`]).
+    pub fn refusal_keys(&self) -> usize {
+        self.refusals.tracked_keys()
+    }
+
+    /// Per-peer entries the fetch limiter holds: at most [`crate::MAX_FETCH_PEERS`] stream
+    /// buckets, plus a byte budget for each peer served lately.
+    pub fn fetch_limiter_peers(&self) -> usize {
+        self.fetch_limiter.tracked_peers()
     }
 
     /// Requests waiting for the owner, oldest id first.
@@ -477,6 +497,10 @@ impl Node {
             self.changed();
         }
         self.limiter.prune(now);
+        self.fetch_limiter.prune(now);
+        if self.refusals.is_due(now) {
+            self.summarize_refusals();
+        }
         self.expire_issued(now);
         self.expire_pending(now);
         self.expire_received(now);
