@@ -788,7 +788,11 @@ mod tests {
              fetch_global_bytes_refill = \"10m\"\n",
         )
         .unwrap();
-        assert_eq!(file.limits, RateLimits::default(), "request limits untouched");
+        assert_eq!(
+            file.limits,
+            RateLimits::default(),
+            "request limits untouched"
+        );
         let defaults = FetchLimits::default();
         assert_eq!(
             file.fetch_limits,

@@ -744,7 +744,9 @@ fn refusal_summaries_render_and_count_in_the_report() {
     assert_eq!(others["event"]["code"], "over_limit");
     let line = list_line(&records[2]);
     assert!(
-        line.contains("19000 more fetches refused for other peers (over limit) since 2023-11-14T22:13:20Z"),
+        line.contains(
+            "19000 more fetches refused for other peers (over limit) since 2023-11-14T22:13:20Z"
+        ),
         "{line}"
     );
 }

@@ -973,9 +973,10 @@ fn a_flood_of_junk_fetch_streams_leaves_the_owners_audit_log_bounded() {
             }
             let _ = stream.flush().await;
             let mut reply = Vec::new();
-            let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply))
-                .await;
-            if reply.len() > 4 && matches!(FetchReply::decode(&reply[4..]), Ok(FetchReply::Rejected(_)))
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply)).await;
+            if reply.len() > 4
+                && matches!(FetchReply::decode(&reply[4..]), Ok(FetchReply::Rejected(_)))
             {
                 answered += 1;
             }

@@ -171,7 +171,10 @@ mod tests {
             "a limited fetch never gets an entry of its own"
         );
         assert_eq!(tally.count(peer(2), INVALID, t(9)), Tally::First);
-        assert_eq!(tally.closes_at(), Some(t(5).saturating_add(REFUSAL_INTERVAL)));
+        assert_eq!(
+            tally.closes_at(),
+            Some(t(5).saturating_add(REFUSAL_INTERVAL))
+        );
         let events = tally.close();
         assert_eq!(
             events,

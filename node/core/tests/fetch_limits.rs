@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use harness::*;
 use porchlight_core::audit::{FetchRefusalCause, RefusedPeers};
-use porchlight_core::refusals::{MAX_REFUSAL_ENTRIES_PER_INTERVAL, MAX_REFUSAL_KEYS, REFUSAL_INTERVAL};
+use porchlight_core::refusals::{
+    MAX_REFUSAL_ENTRIES_PER_INTERVAL, MAX_REFUSAL_KEYS, REFUSAL_INTERVAL,
+};
 use porchlight_core::{
-    AuditEvent, BucketConfig, ByteBudget, FetchLimits, Input, MAX_FETCH_PEERS, NodeConfig,
-    Output,
+    AuditEvent, BucketConfig, ByteBudget, FetchLimits, Input, MAX_FETCH_PEERS, NodeConfig, Output,
 };
 use porchlight_protocol::{
     AgreementPublic, ClipId, ConsentToken, PeerId, RejectCode, RequestId, Signed, Timestamp,
@@ -89,13 +90,18 @@ fn grantee_fetches(
 }
 
 fn served(log: &[Output]) -> bool {
-    log.iter().any(|output| matches!(output, Output::ServeFetch { .. }))
+    log.iter()
+        .any(|output| matches!(output, Output::ServeFetch { .. }))
 }
 
 fn closed(log: &[Output]) -> bool {
-    log.iter().any(|output| matches!(output, Output::CloseFetch { .. }))
+    log.iter()
+        .any(|output| matches!(output, Output::CloseFetch { .. }))
         && !log.iter().any(|output| {
-            matches!(output, Output::ServeFetch { .. } | Output::RejectFetch { .. })
+            matches!(
+                output,
+                Output::ServeFetch { .. } | Output::RejectFetch { .. }
+            )
         })
 }
 
@@ -145,7 +151,10 @@ fn refusals_recorded(entries: &[AuditEvent]) -> u64 {
 }
 
 fn events(log: &[Output]) -> Vec<AuditEvent> {
-    audit_entries(log).into_iter().map(|entry| entry.event).collect()
+    audit_entries(log)
+        .into_iter()
+        .map(|entry| entry.event)
+        .collect()
 }
 
 const CLIP_BYTES: u64 = 15_000_000;
@@ -176,7 +185,10 @@ fn a_fetch_flood_from_strangers_leaves_the_log_bounded_and_the_grantee_served() 
         if i % 500 == 250 {
             let clip_id = clip(1 + (honest % 2) as u8);
             let log = grantee_fetches(&mut pair, &token, clip_id, CLIP_BYTES);
-            assert!(served(&log), "the grantee was not served during the flood: {log:#?}");
+            assert!(
+                served(&log),
+                "the grantee was not served during the flood: {log:#?}"
+            );
             honest += 1;
         }
     }
@@ -222,7 +234,10 @@ fn a_fetch_flood_from_strangers_leaves_the_log_bounded_and_the_grantee_served() 
         "the flood met the strangers' limit and past the tracked peers"
     );
     assert_eq!(pair.owner.refusal_keys(), 0, "a new interval starts empty");
-    assert_eq!(pair.owner.poll_timeout().map(|at| at > pair.now), Some(true));
+    assert_eq!(
+        pair.owner.poll_timeout().map(|at| at > pair.now),
+        Some(true)
+    );
 
     // After the flood the grantee is still served.
     pair.now = pair.now.saturating_add(Duration::from_secs(1));
@@ -246,8 +261,14 @@ fn the_byte_budget_refuses_then_refills() {
         assert!(served(&log), "{log:#?}");
     }
     let log = grantee_fetches(&mut pair, &token, clip(1), 60_000_000);
-    assert!(closed(&log), "the spent budget closes the fetch unanswered: {log:#?}");
-    assert!(events(&log).is_empty(), "an over-limit close is only counted");
+    assert!(
+        closed(&log),
+        "the spent budget closes the fetch unanswered: {log:#?}"
+    );
+    assert!(
+        events(&log).is_empty(),
+        "an over-limit close is only counted"
+    );
     // 10 minutes refill 16.7 MB: still in debt.
     pair.now = pair.now.saturating_add(Duration::from_secs(600));
     assert!(closed(&grantee_fetches(&mut pair, &token, clip(1), 1)));
@@ -267,10 +288,18 @@ fn the_node_byte_budget_refuses_every_peer_then_refills() {
         ..FetchLimits::default()
     };
     let (mut pair, token) = granted(limits);
-    assert!(served(&grantee_fetches(&mut pair, &token, clip(1), 10_000_000)));
+    assert!(served(&grantee_fetches(
+        &mut pair,
+        &token,
+        clip(1),
+        10_000_000
+    )));
     assert!(closed(&grantee_fetches(&mut pair, &token, clip(2), 1)));
     let log = fetch(&mut pair, stranger(1), vec![0; 4], clip(1));
-    assert!(closed(&log), "a stranger meets the node's budget too: {log:#?}");
+    assert!(
+        closed(&log),
+        "a stranger meets the node's budget too: {log:#?}"
+    );
     pair.now = pair.now.saturating_add(Duration::from_secs(1));
     assert!(served(&grantee_fetches(&mut pair, &token, clip(2), 1)));
 }
@@ -294,11 +323,18 @@ fn a_peer_over_its_fetch_count_is_closed_unanswered_until_it_refills() {
     // misbehavior report and no reject code tell it anything.
     let junk = |pair: &mut Pair| fetch(pair, stranger(7), vec![0xFF; 9], clip(1));
     for _ in 0..2 {
-        assert!(junk(&mut pair).iter().any(|o| matches!(o, Output::RejectFetch { .. })));
+        assert!(
+            junk(&mut pair)
+                .iter()
+                .any(|o| matches!(o, Output::RejectFetch { .. }))
+        );
     }
     let log = junk(&mut pair);
     assert!(closed(&log), "{log:#?}");
-    assert!(!log.iter().any(|o| matches!(o, Output::PeerMisbehaved { .. })));
+    assert!(
+        !log.iter()
+            .any(|o| matches!(o, Output::PeerMisbehaved { .. }))
+    );
     pair.now = pair.now.saturating_add(Duration::from_secs(10));
     assert!(served(&grantee_fetches(&mut pair, &token, clip(1), 1)));
 }
@@ -340,7 +376,11 @@ fn a_revoked_grantee_retrying_is_recorded_once_then_summarized() {
         assert!(events(&fire_timer(&mut pair)).is_empty());
     }
     pair.now = first.saturating_add(REFUSAL_INTERVAL);
-    assert_eq!(pair.owner.poll_timeout(), Some(pair.now), "the hour's end is armed");
+    assert_eq!(
+        pair.owner.poll_timeout(),
+        Some(pair.now),
+        "the hour's end is armed"
+    );
     assert_eq!(
         events(&fire_timer(&mut pair)),
         [AuditEvent::FetchRefusalsCounted {
