@@ -7,7 +7,8 @@
 //! Besides the recording settings the file holds the mesh settings (`listen`, `bootstrap`,
 //! `relay_server`, `location`), an authority node's `credential` files, and the owner's
 //! standing rules (`[rules]`, validated into the core's [`StandingRules`]) and the limits on
-//! incoming requests (`[limits]`, validated into the core's [`RateLimits`]). Multiaddrs stay
+//! incoming requests and fetches (`[limits]`, validated into the core's [`RateLimits`] and
+//! [`FetchLimits`]). Multiaddrs stay
 //! checked strings here: libp2p types belong to the swarm, not to the config.
 
 use std::collections::BTreeSet;
@@ -16,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use porchlight_core::{BucketConfig, PreAuthorization, RateLimits, StandingRules};
+use porchlight_core::{
+    BucketConfig, ByteBudget, FetchLimits, PreAuthorization, RateLimits, StandingRules,
+};
 use porchlight_protocol::CellId;
 use porchlight_protocol::validate::{MAX_REQUEST_WINDOW, MAX_TOKEN_LIFETIME};
 use serde::Deserialize;
@@ -44,6 +47,14 @@ const MIN_REFILL: Duration = Duration::from_millis(1);
 /// The slowest refill `[limits]` accepts; slower than one a day is a block, which
 /// `rules.blocked` says plainly.
 const MAX_REFILL: Duration = Duration::from_secs(24 * 3600);
+
+/// The smallest byte budget `[limits]` accepts for fetches (a fraction of one clip: a
+/// smaller one only refuses sooner, after the debt of the first clip).
+const MIN_FETCH_BYTES: u64 = 1 << 20;
+/// The largest byte budget `[limits]` accepts for fetches: 1 PiB, far past any disk.
+const MAX_FETCH_BYTES: u64 = 1 << 50;
+/// The fastest a fetch byte budget may refill from empty.
+const MIN_BYTES_REFILL: Duration = Duration::from_secs(1);
 
 /// The file's shape. Every field is optional: a missing one keeps the default.
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +94,19 @@ pub struct RawLimits {
     pub global_burst: Option<u32>,
     /// A duration such as "100ms".
     pub global_refill: Option<String>,
+    /// Fetch streams per peer ([`FetchLimits::per_peer`]).
+    pub fetch_per_peer_burst: Option<u32>,
+    pub fetch_per_peer_refill: Option<String>,
+    /// Fetch streams from peers holding no live token, together ([`FetchLimits::strangers`]).
+    pub fetch_strangers_burst: Option<u32>,
+    pub fetch_strangers_refill: Option<String>,
+    /// Ciphertext bytes served to one peer, and how long the budget takes to refill from
+    /// empty (a duration such as "1h").
+    pub fetch_per_peer_bytes: Option<u64>,
+    pub fetch_per_peer_bytes_refill: Option<String>,
+    /// Ciphertext bytes served to everyone, and how long that budget takes to refill.
+    pub fetch_global_bytes: Option<u64>,
+    pub fetch_global_bytes_refill: Option<String>,
 }
 
 /// The `[rules]` table: the owner's standing rules, all off by default.
@@ -156,6 +180,8 @@ pub struct Settings {
     pub rules: StandingRules,
     /// Admission limits on incoming requests (`[limits]`; the core's defaults unless set).
     pub limits: RateLimits,
+    /// Admission limits on incoming fetches (`[limits]`'s `fetch_*` keys).
+    pub fetch_limits: FetchLimits,
 }
 
 impl RawConfig {
@@ -292,6 +318,8 @@ impl Settings {
         if retention.max_bytes == Some(0) {
             bail!("retention max_bytes must be more than 0 (leave it out for no limit)");
         }
+        let limits = file.limits.unwrap_or_default();
+        let fetch_limits = fetch_limits(&limits)?;
         Ok(Settings {
             name: file.name.unwrap_or_else(|| "porchlight".to_owned()),
             cameras,
@@ -306,7 +334,8 @@ impl Settings {
             location,
             credentials,
             rules: standing_rules(file.rules.unwrap_or_default())?,
-            limits: rate_limits(file.limits.unwrap_or_default())?,
+            limits: rate_limits(limits)?,
+            fetch_limits,
         })
     }
 }
@@ -404,6 +433,65 @@ fn rate_limits(raw: RawLimits) -> anyhow::Result<RateLimits> {
     })
 }
 
+fn fetch_limits(raw: &RawLimits) -> anyhow::Result<FetchLimits> {
+    let defaults = FetchLimits::default();
+    Ok(FetchLimits {
+        per_peer: bucket(
+            "fetch_per_peer",
+            raw.fetch_per_peer_burst,
+            raw.fetch_per_peer_refill.as_deref(),
+            defaults.per_peer,
+        )?,
+        strangers: bucket(
+            "fetch_strangers",
+            raw.fetch_strangers_burst,
+            raw.fetch_strangers_refill.as_deref(),
+            defaults.strangers,
+        )?,
+        per_peer_bytes: byte_budget(
+            "fetch_per_peer_bytes",
+            raw.fetch_per_peer_bytes,
+            raw.fetch_per_peer_bytes_refill.as_deref(),
+            defaults.per_peer_bytes,
+        )?,
+        global_bytes: byte_budget(
+            "fetch_global_bytes",
+            raw.fetch_global_bytes,
+            raw.fetch_global_bytes_refill.as_deref(),
+            defaults.global_bytes,
+        )?,
+    })
+}
+
+/// One byte budget of `[limits]`: `{prefix}` bytes and `{prefix}_refill`, each checked for
+/// range.
+fn byte_budget(
+    prefix: &str,
+    bytes: Option<u64>,
+    refill: Option<&str>,
+    default: ByteBudget,
+) -> anyhow::Result<ByteBudget> {
+    let bytes = bytes.unwrap_or(default.bytes);
+    if !(MIN_FETCH_BYTES..=MAX_FETCH_BYTES).contains(&bytes) {
+        bail!(
+            "limits.{prefix} {bytes} is out of range; use {MIN_FETCH_BYTES} (1 MiB) to {MAX_FETCH_BYTES} (1 PiB)"
+        );
+    }
+    let refill_over = match refill {
+        Some(text) => humantime::parse_duration(text.trim()).with_context(|| {
+            format!("limits.{prefix}_refill {text:?} is not a duration such as \"1h\" or \"30m\"")
+        })?,
+        None => default.refill_over,
+    };
+    if !(MIN_BYTES_REFILL..=MAX_REFILL).contains(&refill_over) {
+        bail!(
+            "limits.{prefix}_refill {} is out of range; use 1s to 24h",
+            humantime::format_duration(refill_over)
+        );
+    }
+    Ok(ByteBudget { bytes, refill_over })
+}
+
 /// One bucket of `[limits]`: `{prefix}_burst` and `{prefix}_refill`, each checked for range.
 fn bucket(
     prefix: &str,
@@ -487,7 +575,20 @@ pub fn default_config_text(name: &str) -> String {
          # per_peer_burst = 10\n\
          # per_peer_refill = \"6s\"\n\
          # global_burst = 100\n\
-         # global_refill = \"100ms\"\n"
+         # global_refill = \"100ms\"\n\
+         # Fetch streams, before any token is read: per peer, and from peers holding no live\n\
+         # token of yours all together (a full 256-clip grant with a resume per clip fits the\n\
+         # per-peer burst). Then the clip bytes served, per peer and in all, each a budget that\n\
+         # refills from empty over its _refill time. A fetch over any of them is closed\n\
+         # unanswered; the grantee's node retries.\n\
+         # fetch_per_peer_burst = 512\n\
+         # fetch_per_peer_refill = \"100ms\"\n\
+         # fetch_strangers_burst = 1000\n\
+         # fetch_strangers_refill = \"10ms\"\n\
+         # fetch_per_peer_bytes = 17_179_869_184   # 16 GiB\n\
+         # fetch_per_peer_bytes_refill = \"1h\"\n\
+         # fetch_global_bytes = 68_719_476_736     # 64 GiB\n\
+         # fetch_global_bytes_refill = \"1h\"\n"
     )
 }
 
@@ -519,6 +620,7 @@ mod tests {
             "every rule is off"
         );
         assert_eq!(settings.limits, RateLimits::default());
+        assert_eq!(settings.fetch_limits, FetchLimits::default());
     }
 
     #[test]
@@ -674,6 +776,92 @@ mod tests {
             settings("[limits]\n").unwrap().limits,
             RateLimits::default()
         );
+    }
+
+    #[test]
+    fn the_limits_table_sets_the_fetch_limits_apart_from_the_request_limits() {
+        let file = settings(
+            "[limits]\n\
+             fetch_per_peer_burst = 3\n\
+             fetch_strangers_refill = \"1s\"\n\
+             fetch_per_peer_bytes = 2_000_000\n\
+             fetch_global_bytes_refill = \"10m\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            file.limits,
+            RateLimits::default(),
+            "request limits untouched"
+        );
+        let defaults = FetchLimits::default();
+        assert_eq!(
+            file.fetch_limits,
+            FetchLimits {
+                per_peer: BucketConfig {
+                    burst: 3,
+                    refill_every: defaults.per_peer.refill_every,
+                },
+                strangers: BucketConfig {
+                    burst: defaults.strangers.burst,
+                    refill_every: Duration::from_secs(1),
+                },
+                per_peer_bytes: ByteBudget {
+                    bytes: 2_000_000,
+                    refill_over: defaults.per_peer_bytes.refill_over,
+                },
+                global_bytes: ByteBudget {
+                    bytes: defaults.global_bytes.bytes,
+                    refill_over: Duration::from_secs(600),
+                },
+            }
+        );
+        assert_eq!(
+            settings("[limits]\nper_peer_burst = 3\n")
+                .unwrap()
+                .fetch_limits,
+            defaults,
+            "request limits leave the fetch limits alone"
+        );
+    }
+
+    #[test]
+    fn bad_fetch_limits_are_one_clear_error() {
+        for (text, expect) in [
+            (
+                "[limits]\nfetch_per_peer_burst = 0",
+                "limits.fetch_per_peer_burst 0 is out of range",
+            ),
+            (
+                "[limits]\nfetch_strangers_refill = \"25h\"",
+                "limits.fetch_strangers_refill 1day 1h is out of range",
+            ),
+            (
+                "[limits]\nfetch_per_peer_bytes = 1000",
+                "limits.fetch_per_peer_bytes 1000 is out of range; use 1048576 (1 MiB)",
+            ),
+            (
+                "[limits]\nfetch_global_bytes = 2_000_000_000_000_000",
+                "limits.fetch_global_bytes 2000000000000000 is out of range",
+            ),
+            (
+                "[limits]\nfetch_per_peer_bytes_refill = \"500ms\"",
+                "limits.fetch_per_peer_bytes_refill 500ms is out of range; use 1s to 24h",
+            ),
+            (
+                "[limits]\nfetch_global_bytes_refill = \"soon\"",
+                "limits.fetch_global_bytes_refill \"soon\" is not a duration",
+            ),
+        ] {
+            let err = format!("{:#}", settings(text).unwrap_err());
+            assert!(err.contains(expect), "{expect}: {err}");
+        }
+        for text in [
+            "[limits]\nfetch_per_peer_bytes = -1",
+            "[limits]\nfetch_per_peer_bytes = \"16GiB\"",
+            "[limits]\nfetch_bytes = 10",
+        ] {
+            assert!(parse(text).is_err(), "{text}");
+        }
     }
 
     #[test]

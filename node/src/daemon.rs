@@ -104,11 +104,15 @@ pub fn run(dir: DataDir, flags: Overrides) -> anyhow::Result<()> {
     if settings.limits != porchlight_core::RateLimits::default() {
         tracing::info!(limits = ?settings.limits, "request limits raised or lowered by [limits]");
     }
+    if settings.fetch_limits != porchlight_core::FetchLimits::default() {
+        tracing::info!(limits = ?settings.fetch_limits, "fetch limits raised or lowered by [limits]");
+    }
     let node_config = NodeConfig {
         trust_roots: trust.roots(),
         cells: cells.clone(),
         credential_chain,
         limits: settings.limits,
+        fetch_limits: settings.fetch_limits,
         rules: settings.rules.clone(),
     };
     let mut seed = Zeroizing::new([0u8; 32]);

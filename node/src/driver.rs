@@ -173,9 +173,10 @@ pub enum FetchVerdict {
         token_id: TokenId,
     },
     Reject(RejectCode),
-    /// The node cannot record the fetch right now: close the stream unanswered, so the
-    /// grantee tries again later rather than taking it as a refusal.
-    Unavailable,
+    /// Close the stream without an answer, so the grantee tries again later rather than
+    /// taking it as a refusal: the fetch is over a limit (the core's `Output::CloseFetch`),
+    /// or the node cannot record it right now.
+    Close,
 }
 
 /// Sends inputs to the driver thread.
@@ -669,7 +670,7 @@ impl Driver {
             clip_id,
         }) {
             Ok(outputs) => outputs,
-            Err(StepError::Unwritable(_)) => return FetchVerdict::Unavailable,
+            Err(StepError::Unwritable(_)) => return FetchVerdict::Close,
             Err(StepError::Core(_)) => return FetchVerdict::Reject(RejectCode::Invalid),
         };
         for output in outputs {
@@ -683,6 +684,7 @@ impl Driver {
                 Output::RejectFetch { to, code } if to == from => {
                     return FetchVerdict::Reject(code);
                 }
+                Output::CloseFetch { to } if to == from => return FetchVerdict::Close,
                 _ => {}
             }
         }
@@ -894,7 +896,10 @@ impl Driver {
                 tracing::warn!(%peer, ?reason, "refused input from a peer (further refusals of this kind are only counted)");
             }
             // Fetch verdicts are answered by `on_fetch_asked`; audit entries were written first.
-            Output::ServeFetch { .. } | Output::RejectFetch { .. } | Output::Audit(_) => {}
+            Output::ServeFetch { .. }
+            | Output::RejectFetch { .. }
+            | Output::CloseFetch { .. }
+            | Output::Audit(_) => {}
         }
     }
 

@@ -223,9 +223,11 @@ async fn serve_one(from: PeerId, mut stream: libp2p::Stream, driver: DriverHandl
         FetchVerdict::Reject(code) => {
             let _ = send_rejection(&mut stream, code).await;
         }
-        FetchVerdict::Unavailable => {
-            // Nothing could be recorded: closed unanswered, and the grantee retries later.
-            tracing::debug!(peer = %from, "the node cannot record a fetch now; closing the stream unanswered");
+        // Over a fetch limit, or the node cannot record the fetch now: dropping the stream
+        // closes it unanswered, like the slot limit above, so the grantee's resume retries
+        // after its backoff.
+        FetchVerdict::Close => {
+            tracing::debug!(peer = %from, "over a fetch limit or unrecordable; closing the stream unanswered");
         }
     }
 }

@@ -694,6 +694,63 @@ fn records_render_as_json_and_lines() {
     );
 }
 
+#[test]
+fn refusal_summaries_render_and_count_in_the_report() {
+    use porchlight_core::audit::{FetchRefusalCause, RefusedPeers};
+
+    let entries = chain_from(
+        None,
+        vec![
+            AuditEvent::FetchRefused {
+                peer: peer(9),
+                code: RejectCode::Invalid,
+            },
+            AuditEvent::FetchRefusalsCounted {
+                since: at(0),
+                peers: RefusedPeers::One(peer(9)),
+                cause: FetchRefusalCause::Rejected(RejectCode::Invalid),
+                count: 4,
+            },
+            AuditEvent::FetchRefusalsCounted {
+                since: at(0),
+                peers: RefusedPeers::Others,
+                cause: FetchRefusalCause::OverLimit,
+                count: 19_000,
+            },
+        ],
+    );
+    let records: Vec<_> = entries
+        .into_iter()
+        .map(|entry| SignedAuditRecord::sign(entry, &identity()))
+        .collect();
+    let report = TransparencyReport::from_records(&records, at(1000));
+    assert_eq!(report.released.fetches_refused, 5);
+    assert_eq!(report.released.fetches_over_limit, 19_000);
+    assert!(
+        report
+            .to_string()
+            .contains("0 allowed, 0 completed, 5 refused, 19000 closed over a limit"),
+        "{report}"
+    );
+
+    let one = serde_json::to_value(AuditRecordView::of(&records[1])).unwrap();
+    assert_eq!(one["event"]["type"], "fetch_refusals_counted");
+    assert_eq!(one["event"]["peer"], peer(9).to_string().as_str());
+    assert_eq!(one["event"]["code"], "invalid");
+    assert_eq!(one["event"]["count"], 4);
+    assert_eq!(one["event"]["since"], "2023-11-14T22:13:20Z");
+    let others = serde_json::to_value(AuditRecordView::of(&records[2])).unwrap();
+    assert!(others["event"].get("peer").is_none(), "{others}");
+    assert_eq!(others["event"]["code"], "over_limit");
+    let line = list_line(&records[2]);
+    assert!(
+        line.contains(
+            "19000 more fetches refused for other peers (over limit) since 2023-11-14T22:13:20Z"
+        ),
+        "{line}"
+    );
+}
+
 // ------------------------------------------------------------------------------------------
 // `porchlight audit` through the binary
 // ------------------------------------------------------------------------------------------

@@ -924,3 +924,82 @@ fn limits_raised_in_the_config_let_through_a_burst_the_defaults_stop() {
         refusal_lines(&home)
     );
 }
+
+#[test]
+fn a_flood_of_junk_fetch_streams_leaves_the_owners_audit_log_bounded() {
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    use porchlight_core::refusals::MAX_REFUSAL_ENTRIES_PER_INTERVAL;
+    use porchlight_protocol::SigningIdentity;
+    use porchlight_protocol::fetch::{FETCH_PROTOCOL, FetchReply, FetchRequest, frame_prefix};
+    use rand_core::OsRng;
+
+    let root = tempfile::tempdir().expect("temp dir");
+    let (dir, _) = Peer::init(root.path(), "home");
+    let home = Peer::start(dir, &["--camera", "none"]);
+    let (home_peer, home_address) = dialable(&home);
+    let before = audit_events(&home).len();
+    let attacker = SigningIdentity::generate(&mut OsRng);
+    const STREAMS: usize = 300;
+
+    // One stream after another (the owner serves only a few at once to one peer), each a
+    // well-formed fetch request whose token is junk, so each reaches the node core.
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let answered = runtime.block_on(async {
+        let (mesh, _task) = raw_mesh(&attacker, root.path().join("attacker-peers.json"));
+        mesh.add_address(home_peer, home_address);
+        let mut control = mesh.control();
+        let home_libp2p = porchlight_node::mesh::to_libp2p(&home_peer).expect("a libp2p id");
+        let protocol = libp2p::StreamProtocol::new(FETCH_PROTOCOL);
+        let mut answered = 0;
+        for n in 0..STREAMS {
+            // Junk that fails the same way every time (one reject code), differently each.
+            let mut token = vec![0xEE; 40];
+            token[39] = n as u8;
+            let request = FetchRequest {
+                token,
+                clip_id: porchlight_protocol::ClipId::from_bytes([7; 32]),
+                from_chunk: 0,
+            }
+            .encode()
+            .expect("a small request");
+            let Ok(mut stream) = control.open_stream(home_libp2p, protocol.clone()).await else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let prefix = frame_prefix(request.len()).expect("a small frame");
+            if stream.write_all(&prefix).await.is_err() || stream.write_all(&request).await.is_err()
+            {
+                continue;
+            }
+            let _ = stream.flush().await;
+            let mut reply = Vec::new();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply)).await;
+            if reply.len() > 4
+                && matches!(FetchReply::decode(&reply[4..]), Ok(FetchReply::Rejected(_)))
+            {
+                answered += 1;
+            }
+        }
+        answered
+    });
+    assert!(
+        answered >= STREAMS / 2,
+        "only {answered} of {STREAMS} junk fetches reached the core"
+    );
+
+    let events = audit_events(&home);
+    let refusals = events[before..]
+        .iter()
+        .filter(|e| *e == "fetch_refused" || *e == "fetch_refusals_counted")
+        .count();
+    assert!(
+        refusals <= MAX_REFUSAL_ENTRIES_PER_INTERVAL,
+        "{refusals} refusal entries for {answered} refused fetches"
+    );
+    assert_eq!(
+        refusals, 1,
+        "one peer, one code: the first refusal is recorded, the rest counted"
+    );
+    audit_verifies(&home);
+}

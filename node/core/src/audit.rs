@@ -58,6 +58,23 @@ pub enum GrantEnd {
     Revoked,
 }
 
+/// What a [`AuditEvent::FetchRefusalsCounted`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchRefusalCause {
+    /// Refused with this reject code.
+    Rejected(RejectCode),
+    /// Over a fetch limit (stream count or byte budget): closed unanswered.
+    OverLimit,
+}
+
+/// Whose refusals a [`AuditEvent::FetchRefusalsCounted`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusedPeers {
+    One(PeerId),
+    /// Every peer past the per-interval limit on peers counted one by one, summed.
+    Others,
+}
+
 /// One recorded event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuditEvent {
@@ -129,6 +146,15 @@ pub enum AuditEvent {
         clip_id: ClipId,
         bytes: u64,
     },
+    /// `count` fetch refusals of `peers` for `cause` between `since` and this entry's time
+    /// that were not recorded one by one (the first of each peer and code is its own
+    /// `FetchRefused`; see the core's `refusals` module).
+    FetchRefusalsCounted {
+        since: Timestamp,
+        peers: RefusedPeers,
+        cause: FetchRefusalCause,
+        count: u64,
+    },
 }
 
 /// One link of the chain.
@@ -169,6 +195,7 @@ impl AuditEntry {
     /// | 10 | `GrantEnded` | token id 16, why 1 (1 expired, 2 revoked), deleted 1 |
     /// | 11 | `FetchCompleted` | token id 16, clip id 32, peer 32, bytes u64 |
     /// | 12 | `ClipReceived` | token id 16, clip id 32, bytes u64 |
+    /// | 13 | `FetchRefusalsCounted` | since 8, peers 1 (1 one peer, 2 others), peer 32 (zero for others), cause 1 (1 rejected, 2 over a limit), reject code 1 (1..=5; 0 for over a limit), count u64 |
     pub fn canonical_bytes(
         seq: u64,
         at: Timestamp,
@@ -311,6 +338,19 @@ impl Reader<'_> {
     fn peer(&mut self) -> Result<PeerId, AuditDecodeError> {
         self.take().map(PeerId::from_public_key_bytes)
     }
+
+    fn reject_code(&mut self) -> Result<RejectCode, AuditDecodeError> {
+        let byte = self.u8()?;
+        // from_byte maps unknown codes to Malformed; only an exact round trip is canonical.
+        let code = RejectCode::from_byte(byte);
+        if code.to_byte() != byte {
+            return Err(AuditDecodeError::BadValue {
+                field: "reject code",
+                byte,
+            });
+        }
+        Ok(code)
+    }
 }
 
 fn put_time(out: &mut Vec<u8>, at: Timestamp) {
@@ -447,6 +487,33 @@ fn encode_event(out: &mut Vec<u8>, event: &AuditEvent) {
             out.extend_from_slice(clip_id.as_bytes());
             out.extend_from_slice(&bytes.to_be_bytes());
         }
+        AuditEvent::FetchRefusalsCounted {
+            since,
+            peers,
+            cause,
+            count,
+        } => {
+            out.push(13);
+            put_time(out, *since);
+            match peers {
+                RefusedPeers::One(peer) => {
+                    out.push(1);
+                    out.extend_from_slice(peer.public_key_bytes());
+                }
+                RefusedPeers::Others => {
+                    out.push(2);
+                    out.extend_from_slice(&[0; 32]);
+                }
+            }
+            match cause {
+                FetchRefusalCause::Rejected(code) => {
+                    out.push(1);
+                    out.push(code.to_byte());
+                }
+                FetchRefusalCause::OverLimit => out.extend_from_slice(&[2, 0]),
+            }
+            out.extend_from_slice(&count.to_be_bytes());
+        }
     }
 }
 
@@ -514,19 +581,7 @@ fn decode_event(reader: &mut Reader<'_>) -> Result<AuditEvent, AuditDecodeError>
         },
         6 => AuditEvent::FetchRefused {
             peer: reader.peer()?,
-            code: {
-                let byte = reader.u8()?;
-                // from_byte maps unknown codes to Malformed; only an exact round trip is
-                // canonical.
-                let code = RejectCode::from_byte(byte);
-                if code.to_byte() != byte {
-                    return Err(AuditDecodeError::BadValue {
-                        field: "reject code",
-                        byte,
-                    });
-                }
-                code
-            },
+            code: reader.reject_code()?,
         },
         7 => AuditEvent::Revoked {
             token_id: reader.token_id()?,
@@ -560,6 +615,47 @@ fn decode_event(reader: &mut Reader<'_>) -> Result<AuditEvent, AuditDecodeError>
             token_id: reader.token_id()?,
             clip_id: reader.clip_id()?,
             bytes: reader.u64()?,
+        },
+        13 => AuditEvent::FetchRefusalsCounted {
+            since: reader.time()?,
+            peers: match reader.u8()? {
+                1 => RefusedPeers::One(reader.peer()?),
+                2 => {
+                    let peer: [u8; 32] = reader.take()?;
+                    if let Some(&byte) = peer.iter().find(|&&byte| byte != 0) {
+                        return Err(AuditDecodeError::BadValue {
+                            field: "peer of others",
+                            byte,
+                        });
+                    }
+                    RefusedPeers::Others
+                }
+                byte => {
+                    return Err(AuditDecodeError::BadValue {
+                        field: "peers",
+                        byte,
+                    });
+                }
+            },
+            cause: match reader.u8()? {
+                1 => FetchRefusalCause::Rejected(reader.reject_code()?),
+                2 => match reader.u8()? {
+                    0 => FetchRefusalCause::OverLimit,
+                    byte => {
+                        return Err(AuditDecodeError::BadValue {
+                            field: "reject code",
+                            byte,
+                        });
+                    }
+                },
+                byte => {
+                    return Err(AuditDecodeError::BadValue {
+                        field: "cause",
+                        byte,
+                    });
+                }
+            },
+            count: reader.u64()?,
         },
         tag => return Err(AuditDecodeError::UnknownEvent(tag)),
     };
@@ -879,6 +975,12 @@ mod tests {
                 clip_id,
                 bytes: 12_345,
             },
+            AuditEvent::FetchRefusalsCounted {
+                since: Timestamp::from_unix_millis(3),
+                peers: RefusedPeers::One(peer(5)),
+                cause: FetchRefusalCause::Rejected(RejectCode::Unauthenticated),
+                count: 19_999,
+            },
         ]
     }
 
@@ -896,7 +998,7 @@ mod tests {
             assert_eq!(
                 usize::from(bytes[TAG_AT]),
                 index + 1,
-                "tags are 1..=12 in order"
+                "tags are 1..=13 in order"
             );
             let entry = AuditEntry::from_canonical_bytes(&bytes).unwrap();
             assert_eq!(entry.event, event);
@@ -940,6 +1042,51 @@ mod tests {
     }
 
     #[test]
+    fn refusal_counts_are_encoded_as_specified_and_decoded_strictly() {
+        let bytes = encoded(&AuditEvent::FetchRefusalsCounted {
+            since: Timestamp::from_unix_millis(0x0304),
+            peers: RefusedPeers::Others,
+            cause: FetchRefusalCause::OverLimit,
+            count: 7,
+        });
+        let mut expected = vec![13];
+        expected.extend_from_slice(&0x0304u64.to_be_bytes());
+        expected.push(2);
+        expected.extend_from_slice(&[0; 32]);
+        expected.extend_from_slice(&[2, 0]);
+        expected.extend_from_slice(&7u64.to_be_bytes());
+        assert_eq!(&bytes[TAG_AT..], &expected[..]);
+        assert!(AuditEntry::from_canonical_bytes(&bytes).is_ok());
+
+        let peers_at = TAG_AT + 1 + 8;
+        let cause_at = peers_at + 1 + 32;
+        for (at, byte, field) in [
+            (peers_at, 3, "peers"),
+            (peers_at + 1, 9, "peer of others"),
+            (cause_at, 0, "cause"),
+            (cause_at + 1, 5, "reject code"),
+        ] {
+            let mut bad = bytes.clone();
+            bad[at] = byte;
+            assert_eq!(
+                AuditEntry::from_canonical_bytes(&bad),
+                Err(AuditDecodeError::BadValue { field, byte }),
+                "byte {at}"
+            );
+        }
+        let mut bad = bytes.clone();
+        bad[cause_at] = 1;
+        bad[cause_at + 1] = 6;
+        assert_eq!(
+            AuditEntry::from_canonical_bytes(&bad),
+            Err(AuditDecodeError::BadValue {
+                field: "reject code",
+                byte: 6
+            })
+        );
+    }
+
+    #[test]
     fn every_truncation_is_rejected() {
         for event in every_event() {
             let bytes = encoded(&event);
@@ -979,7 +1126,7 @@ mod tests {
     #[test]
     fn unknown_tags_and_codes_are_rejected() {
         let mut bytes = encoded(&every_event()[1]);
-        for tag in [0, 13, 255] {
+        for tag in [0, 14, 255] {
             bytes[TAG_AT] = tag;
             assert_eq!(
                 AuditEntry::from_canonical_bytes(&bytes),
@@ -1191,6 +1338,26 @@ mod tests {
                         bytes,
                     }
                 }),
+                (
+                    arb_time(),
+                    prop_oneof![
+                        arb_peer().prop_map(RefusedPeers::One),
+                        Just(RefusedPeers::Others)
+                    ],
+                    prop_oneof![
+                        arb_code().prop_map(FetchRefusalCause::Rejected),
+                        Just(FetchRefusalCause::OverLimit)
+                    ],
+                    any::<u64>()
+                )
+                    .prop_map(|(since, peers, cause, count)| {
+                        AuditEvent::FetchRefusalsCounted {
+                            since,
+                            peers,
+                            cause,
+                            count,
+                        }
+                    }),
             ]
         }
 
@@ -1223,7 +1390,7 @@ mod tests {
             #[test]
             fn arbitrary_bodies_after_a_valid_prefix_never_panic(
                 header in proptest::collection::vec(any::<u8>(), 48),
-                tag in 0u8..=13,
+                tag in 0u8..=14,
                 body in proptest::collection::vec(any::<u8>(), 0..200),
             ) {
                 // Past the domain, so the decoder reaches every event's fields.

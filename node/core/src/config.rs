@@ -23,6 +23,8 @@ pub struct NodeConfig {
     /// Empty for a neighbor.
     pub credential_chain: Vec<Vec<u8>>,
     pub limits: RateLimits,
+    /// Limits on incoming fetches, separate from the request limits.
+    pub fetch_limits: FetchLimits,
     pub rules: StandingRules,
 }
 
@@ -53,6 +55,67 @@ impl Default for RateLimits {
             global: BucketConfig {
                 burst: 100,
                 refill_every: Duration::from_millis(100),
+            },
+        }
+    }
+}
+
+/// A byte budget: up to `bytes` at once, refilled evenly so that an empty budget is full
+/// again after `refill_over`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteBudget {
+    pub bytes: u64,
+    pub refill_over: Duration,
+}
+
+/// Limits on incoming fetches, checked before the token is parsed: how many fetch streams
+/// are admitted (token buckets, per peer and for strangers in all), and how many ciphertext
+/// bytes are served (byte budgets, per peer and in all, charged when the shell reports a
+/// served fetch). A fetch over any of them is closed unanswered and counted
+/// (spec/threat-model.md#fetch-admission).
+///
+/// The defaults are sized so an honest grantee never meets them: a full grant is 256 clips
+/// (the protocol's `MAX_CLIPS_PER_TOKEN`), fetched 3 at a time, and a 60 s clip is about
+/// 15 MB at x264's default 2 Mbit/s, 60 MB at a generous 8 Mbit/s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchLimits {
+    /// Fetch streams per peer. Default: 512 at once, then 10 a second. The burst covers a
+    /// whole 256-clip grant with one resume for every clip however fast the link; clips
+    /// already received are never asked again, so a grantee needs more only if it lost
+    /// every clip twice.
+    pub per_peer: BucketConfig,
+    /// Fetch streams from peers that hold no live token of this node, all together.
+    /// Default: 1000 at once, then 100 a second, which bounds the signature checks a flood
+    /// of strangers costs to well under a percent of one core. Grantees are not charged
+    /// here, so a flood from many identities cannot lock them out.
+    pub strangers: BucketConfig,
+    /// Bytes served to one peer. Default: 16 GiB, refilled over an hour: a full grant of
+    /// 60 s clips at 8 Mbit/s (about 15.4 GB) fits at once.
+    pub per_peer_bytes: ByteBudget,
+    /// Bytes served to everyone. Default: 64 GiB, refilled over an hour: four full grants
+    /// at once.
+    pub global_bytes: ByteBudget,
+}
+
+impl Default for FetchLimits {
+    fn default() -> Self {
+        const GIB: u64 = 1 << 30;
+        FetchLimits {
+            per_peer: BucketConfig {
+                burst: 512,
+                refill_every: Duration::from_millis(100),
+            },
+            strangers: BucketConfig {
+                burst: 1000,
+                refill_every: Duration::from_millis(10),
+            },
+            per_peer_bytes: ByteBudget {
+                bytes: 16 * GIB,
+                refill_over: Duration::from_secs(3600),
+            },
+            global_bytes: ByteBudget {
+                bytes: 64 * GIB,
+                refill_over: Duration::from_secs(3600),
             },
         }
     }

@@ -59,7 +59,8 @@ pub enum Input {
     },
     /// The shell finished streaming a clip it was told to serve ([`crate::Output::ServeFetch`]):
     /// `bytes` of it went to `to`. Recorded in the audit log if this node issued the token
-    /// (a token it never issued, or has since forgotten, is ignored).
+    /// (a token it never issued, or has since forgotten, is ignored); charged to the fetch
+    /// byte budgets ([`crate::FetchLimits`]) either way.
     FetchCompleted {
         to: PeerId,
         token_id: TokenId,

@@ -21,7 +21,9 @@
 //! - [`audit`]: the hash-chained audit log and [`verify_chain`].
 //! - [`config`], [`input`], [`output`], [`error`]: the data at the boundary.
 //! - [`state`]: what survives a restart ([`Node::durable_state`], [`Node::restore`]).
-//! - `limits`, `catalog` (private): rate limits, the replay cache, the clip catalog.
+//! - `limits`, `catalog` (private): rate limits (requests and fetches), the replay cache,
+//!   the clip catalog.
+//! - [`refusals`]: fetch refusals recorded once, then counted and summarized per interval.
 //!
 //! Deliberately absent: the wire format and cryptography (porchlight-protocol), transports,
 //! storage and clip bytes (the shells stream ciphertext and wrap file keys on
@@ -38,13 +40,17 @@ mod limits;
 pub mod node;
 pub mod output;
 mod owner;
+pub mod refusals;
 mod requester;
 pub mod state;
 
 pub use audit::{AuditDecodeError, AuditEntry, AuditError, AuditEvent, check_entry, verify_chain};
-pub use config::{BucketConfig, NodeConfig, PreAuthorization, RateLimits, StandingRules};
+pub use config::{
+    BucketConfig, ByteBudget, FetchLimits, NodeConfig, PreAuthorization, RateLimits, StandingRules,
+};
 pub use error::{CoreError, Misbehavior, MisbehaviorCause};
 pub use input::Input;
+pub use limits::MAX_FETCH_PEERS;
 pub use node::Node;
 pub use output::{ClipSummary, Output, RequestSummary, Requester};
 pub use owner::{MAX_PENDING_REQUESTS, PENDING_FOR};

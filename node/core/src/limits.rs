@@ -1,5 +1,6 @@
 //! Admission control for incoming requests: token-bucket rate limits (per peer and global)
-//! and the replay cache.
+//! and the replay cache; and for incoming fetches, their own count buckets and byte
+//! budgets ([`FetchLimiter`]).
 //!
 //! Both are checked before the owner sees anything, and both are bounded: a per-peer bucket
 //! that has refilled is indistinguishable from a new one and is dropped on the next timeout,
@@ -12,7 +13,7 @@ use std::time::Duration;
 use porchlight_protocol::validate::MAX_CLOCK_SKEW;
 use porchlight_protocol::{PeerId, Timestamp};
 
-use crate::config::{BucketConfig, RateLimits};
+use crate::config::{BucketConfig, ByteBudget, FetchLimits, RateLimits};
 
 /// A token bucket in whole tokens, refilled lazily from the time elapsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +114,154 @@ impl RateLimiter {
         let per_peer = self.config.per_peer;
         self.peers
             .retain(|_, bucket| !bucket.is_full(per_peer, now));
+    }
+}
+
+/// A byte budget's level, refilled lazily. It may go below zero: bytes are charged when a
+/// served fetch is reported, after they left, so a clip started with a little budget left
+/// puts the peer in debt, and it is refused until the debt is paid off by refills.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ByteBucket {
+    level: i128,
+    refilled_to: Timestamp,
+}
+
+impl ByteBucket {
+    fn full(config: ByteBudget, now: Timestamp) -> ByteBucket {
+        ByteBucket {
+            level: i128::from(config.bytes),
+            refilled_to: now,
+        }
+    }
+
+    fn refill(&mut self, config: ByteBudget, now: Timestamp) {
+        let elapsed = now.duration_since(self.refilled_to).as_millis();
+        let over = config.refill_over.as_millis().max(1);
+        // Whole bytes earned; until one is, `refilled_to` stays put so slow refills add up.
+        // The fraction of a byte dropped on each refill is immaterial.
+        let earned = elapsed.saturating_mul(u128::from(config.bytes)) / over;
+        if earned == 0 {
+            return;
+        }
+        let capacity = i128::from(config.bytes);
+        let earned = i128::try_from(earned).unwrap_or(i128::MAX);
+        self.level = self.level.saturating_add(earned).min(capacity);
+        self.refilled_to = now;
+    }
+
+    fn is_full(&self, config: ByteBudget, now: Timestamp) -> bool {
+        let mut probe = self.clone();
+        probe.refill(config, now);
+        probe.level >= i128::from(config.bytes)
+    }
+
+    fn has_budget(&mut self, config: ByteBudget, now: Timestamp) -> bool {
+        self.refill(config, now);
+        self.level > 0
+    }
+
+    fn charge(&mut self, config: ByteBudget, now: Timestamp, bytes: u64) {
+        self.refill(config, now);
+        self.level = self.level.saturating_sub(i128::from(bytes));
+    }
+}
+
+/// At most this many per-peer fetch buckets are kept at once. Past it a *stranger* with no
+/// bucket is refused as over the limit (a grantee always gets one: there are only as many
+/// grantees as the owner granted), so a flood from many identities cannot grow memory.
+pub const MAX_FETCH_PEERS: usize = 4096;
+
+/// Why a fetch was not admitted: which limit it met, for tests and diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OverFetchLimit {
+    /// The peer's own stream count or byte budget is spent.
+    PeerLimit,
+    /// The strangers' stream count, the node's byte budget, or the table of per-peer
+    /// buckets is full.
+    NodeLimit,
+}
+
+/// Fetch admission: stream counts per peer and for strangers, bytes per peer and in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FetchLimiter {
+    config: FetchLimits,
+    strangers: Bucket,
+    bytes: ByteBucket,
+    peers: BTreeMap<PeerId, Bucket>,
+    peer_bytes: BTreeMap<PeerId, ByteBucket>,
+}
+
+impl FetchLimiter {
+    pub(crate) fn new(config: FetchLimits, now: Timestamp) -> FetchLimiter {
+        FetchLimiter {
+            config,
+            strangers: Bucket::full(config.strangers, now),
+            bytes: ByteBucket::full(config.global_bytes, now),
+            peers: BTreeMap::new(),
+            peer_bytes: BTreeMap::new(),
+        }
+    }
+
+    /// Admits one fetch stream from `peer`, or says which limit it met. `grantee` is whether
+    /// `peer` holds a live token of this node: only strangers share the strangers' bucket.
+    /// Byte budgets are checked first and take nothing; a peer over its own count does not
+    /// drain the strangers' bucket.
+    pub(crate) fn admit(
+        &mut self,
+        peer: PeerId,
+        grantee: bool,
+        now: Timestamp,
+    ) -> Result<(), OverFetchLimit> {
+        let config = self.config;
+        if let Some(budget) = self.peer_bytes.get_mut(&peer) {
+            if !budget.has_budget(config.per_peer_bytes, now) {
+                return Err(OverFetchLimit::PeerLimit);
+            }
+        }
+        if !self.bytes.has_budget(config.global_bytes, now) {
+            return Err(OverFetchLimit::NodeLimit);
+        }
+        if !self.peers.contains_key(&peer) && self.peers.len() >= MAX_FETCH_PEERS {
+            self.prune(now);
+            if self.peers.len() >= MAX_FETCH_PEERS && !grantee {
+                return Err(OverFetchLimit::NodeLimit);
+            }
+        }
+        let bucket = self
+            .peers
+            .entry(peer)
+            .or_insert_with(|| Bucket::full(config.per_peer, now));
+        if !bucket.try_take(config.per_peer, now) {
+            return Err(OverFetchLimit::PeerLimit);
+        }
+        if !grantee && !self.strangers.try_take(config.strangers, now) {
+            return Err(OverFetchLimit::NodeLimit);
+        }
+        Ok(())
+    }
+
+    /// Charges `bytes` served to `peer` against its budget and the node's.
+    pub(crate) fn charge(&mut self, peer: PeerId, bytes: u64, now: Timestamp) {
+        let config = self.config;
+        self.bytes.charge(config.global_bytes, now, bytes);
+        self.peer_bytes
+            .entry(peer)
+            .or_insert_with(|| ByteBucket::full(config.per_peer_bytes, now))
+            .charge(config.per_peer_bytes, now, bytes);
+    }
+
+    /// Forgets per-peer buckets and budgets that have refilled completely.
+    pub(crate) fn prune(&mut self, now: Timestamp) {
+        let config = self.config;
+        self.peers
+            .retain(|_, bucket| !bucket.is_full(config.per_peer, now));
+        self.peer_bytes
+            .retain(|_, budget| !budget.is_full(config.per_peer_bytes, now));
+    }
+
+    /// Per-peer entries held (stream buckets and byte budgets).
+    pub(crate) fn tracked_peers(&self) -> usize {
+        self.peers.len() + self.peer_bytes.len()
     }
 }
 

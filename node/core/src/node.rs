@@ -21,8 +21,9 @@ use crate::catalog::Catalog;
 use crate::config::NodeConfig;
 use crate::error::{CoreError, Misbehavior, MisbehaviorCause};
 use crate::input::Input;
-use crate::limits::{RateLimiter, ReplayCache};
+use crate::limits::{FetchLimiter, RateLimiter, ReplayCache};
 use crate::output::{Output, RequestSummary};
+use crate::refusals::RefusalTally;
 use crate::state::{DurableState, IssuedToken, OutgoingRequest, ReceivedGrant, SeenNonce};
 
 /// A request waiting for the owner's decision.
@@ -84,6 +85,9 @@ struct StepUndo {
     audit: AuditHead,
     generation: u64,
     maps: Option<Box<ConsentMaps>>,
+    /// The fetch-refusal tally, copied the first time a step counts a refusal (a junk fetch
+    /// costs a copy of at most `MAX_REFUSAL_KEYS` counts, not of every map).
+    refusals: Option<RefusalTally>,
     /// The maps' sizes at the start, to catch (in debug builds) a change made without a
     /// checkpoint.
     sizes: [usize; 5],
@@ -133,6 +137,9 @@ pub struct Node {
     pub(crate) catalog: Catalog,
     pub(crate) limiter: RateLimiter,
     pub(crate) replay: ReplayCache,
+    pub(crate) fetch_limiter: FetchLimiter,
+    /// Fetch refusals of the current interval, summarized when it ends.
+    pub(crate) refusals: RefusalTally,
     pub(crate) pending: BTreeMap<RequestId, Pending>,
     pub(crate) issued: BTreeMap<TokenId, Issued>,
     pub(crate) outgoing: BTreeMap<RequestId, Outgoing>,
@@ -157,6 +164,7 @@ impl Node {
         now: Timestamp,
     ) -> Node {
         let limiter = RateLimiter::new(config.limits, now);
+        let fetch_limiter = FetchLimiter::new(config.fetch_limits, now);
         Node {
             me: identity.peer_id(),
             config,
@@ -168,6 +176,8 @@ impl Node {
             catalog: Catalog::default(),
             limiter,
             replay: ReplayCache::default(),
+            fetch_limiter,
+            refusals: RefusalTally::default(),
             pending: BTreeMap::new(),
             issued: BTreeMap::new(),
             outgoing: BTreeMap::new(),
@@ -188,6 +198,7 @@ impl Node {
             audit: self.audit.clone(),
             generation: self.generation,
             maps: None,
+            refusals: None,
             sizes: self.map_sizes(),
         });
         // Commands and timers are rare and change state more often than not: copy up front.
@@ -414,6 +425,9 @@ impl Node {
         };
         self.audit = undo.audit;
         self.generation = undo.generation;
+        if let Some(refusals) = undo.refusals {
+            self.refusals = refusals;
+        }
         match undo.maps {
             Some(maps) => {
                 let ConsentMaps {
@@ -457,6 +471,23 @@ impl Node {
         }
     }
 
+    /// Copies the fetch-refusal tally for [`Node::undo_step`], once per step, before the
+    /// step first changes it: an undone refusal entry must not leave the tally believing it
+    /// was recorded.
+    pub(crate) fn checkpoint_refusals(&mut self) {
+        if self
+            .undo
+            .as_ref()
+            .is_none_or(|undo| undo.refusals.is_some())
+        {
+            return;
+        }
+        let refusals = self.refusals.clone();
+        if let Some(undo) = self.undo.as_mut() {
+            undo.refusals = Some(refusals);
+        }
+    }
+
     fn map_sizes(&self) -> [usize; 5] {
         [
             self.pending.len(),
@@ -496,6 +527,7 @@ impl Node {
             grant_expiry,
             issued_expiry,
             pending_expiry,
+            self.refusals.closes_at(),
         ]
         .into_iter()
         .flatten()
@@ -530,6 +562,18 @@ impl Node {
     /// Requests dropped because the owner's queue was full ([`crate::MAX_PENDING_REQUESTS`]).
     pub fn pending_overflow_drops(&self) -> u64 {
         self.pending_overflow_drops
+    }
+
+    /// (peer, cause) keys of fetch refusals counted in the current interval (at most
+    /// [`crate::refusals::MAX_REFUSAL_KEYS`]).
+    pub fn refusal_keys(&self) -> usize {
+        self.refusals.tracked_keys()
+    }
+
+    /// Per-peer entries the fetch limiter holds: at most [`crate::MAX_FETCH_PEERS`] stream
+    /// buckets, plus a byte budget for each peer served lately.
+    pub fn fetch_limiter_peers(&self) -> usize {
+        self.fetch_limiter.tracked_peers()
     }
 
     /// Requests waiting for the owner, oldest id first.
@@ -607,6 +651,10 @@ impl Node {
             self.changed();
         }
         self.limiter.prune(now);
+        self.fetch_limiter.prune(now);
+        if self.refusals.is_due(now) {
+            self.summarize_refusals();
+        }
         self.expire_issued(now);
         self.expire_pending(now);
         self.expire_received(now);

@@ -45,6 +45,10 @@ pub enum Output {
     },
     /// Refuse a fetch with the protocol's coarse code, which reveals nothing more.
     RejectFetch { to: PeerId, code: RejectCode },
+    /// Close the fetch stream without an answer: the fetch is over a limit
+    /// ([`crate::FetchLimits`]). The same as an owner with every serving slot busy or a
+    /// dropped link, so a stranger learns nothing and a grantee's resume retries later.
+    CloseFetch { to: PeerId },
     /// The owner side issued a token (and sent it in a grant).
     TokenIssued {
         token_id: TokenId,

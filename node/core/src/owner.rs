@@ -17,11 +17,12 @@ use porchlight_protocol::{
     Timestamp, TokenId, verify_credential_chain,
 };
 
-use crate::audit::{AuditEvent, RequestOutcome};
+use crate::audit::{AuditEvent, FetchRefusalCause, RequestOutcome};
 use crate::error::{CoreError, Misbehavior};
 use crate::limits::Refused;
 use crate::node::{Issued, Node, Pending, due};
 use crate::output::{Output, RequestSummary, Requester};
+use crate::refusals::Tally;
 
 /// At most this many requests wait for the owner at once.
 pub const MAX_PENDING_REQUESTS: usize = 500;
@@ -411,11 +412,17 @@ impl Node {
         Ok(())
     }
 
-    /// Checks a fetch: token verifies now, issued here, not revoked, presented by its grantee,
-    /// names the clip, and the clip is still stored. Every refusal gets the protocol's coarse
-    /// code; the ones after verification all read `Invalid`, so a prober learns nothing about
-    /// which check failed or whether the clip exists.
+    /// Checks a fetch: first the fetch limits, keyed by the authenticated peer, before the
+    /// token is even parsed (a fetch over one is closed unanswered); then token verifies
+    /// now, issued here, not revoked, presented by its grantee, names the clip, and the clip
+    /// is still stored. Every refusal gets the protocol's coarse code; the ones after
+    /// verification all read `Invalid`, so a prober learns nothing about which check failed
+    /// or whether the clip exists.
     pub(crate) fn on_fetch(&mut self, from: PeerId, token_bytes: &[u8], clip_id: ClipId) {
+        let grantee = self.holds_live_token(&from);
+        if self.fetch_limiter.admit(from, grantee, self.now).is_err() {
+            return self.close_fetch(from);
+        }
         let token = match Signed::<ConsentToken>::verify(token_bytes, self.now) {
             Ok(token) => token.into_body(),
             Err(error) => {
@@ -457,6 +464,7 @@ impl Node {
         clip_id: ClipId,
         bytes: u64,
     ) {
+        self.fetch_limiter.charge(to, bytes, self.now);
         if self.issued.contains_key(&token_id) {
             self.record(AuditEvent::FetchCompleted {
                 token_id,
@@ -467,9 +475,49 @@ impl Node {
         }
     }
 
+    /// Refuses a fetch with `code`. Only the first refusal of each peer and code in an
+    /// interval is its own audit entry; the rest are counted ([`crate::refusals`]).
     fn reject_fetch(&mut self, to: PeerId, code: RejectCode) {
         self.emit(Output::RejectFetch { to, code });
-        self.record(AuditEvent::FetchRefused { peer: to, code });
+        if self.count_refusal(to, FetchRefusalCause::Rejected(code)) == Tally::First {
+            self.record(AuditEvent::FetchRefused { peer: to, code });
+        }
+    }
+
+    /// Closes a fetch over a limit without an answer, and counts it. No reject code: a
+    /// stranger learns nothing (it looks like an owner with every slot busy or a dropped
+    /// link), and a grantee does not give up, since only a refusal is final to it; its
+    /// resume-and-retry comes back after a backoff.
+    fn close_fetch(&mut self, to: PeerId) {
+        self.emit(Output::CloseFetch { to });
+        self.count_refusal(to, FetchRefusalCause::OverLimit);
+    }
+
+    /// Counts one refusal, first closing the interval if it is over (the timer may not have
+    /// fired yet).
+    fn count_refusal(&mut self, peer: PeerId, cause: FetchRefusalCause) -> Tally {
+        self.checkpoint_refusals();
+        if self.refusals.is_due(self.now) {
+            self.summarize_refusals();
+        }
+        self.refusals.count(peer, cause, self.now)
+    }
+
+    /// Writes the summaries of the refusal interval that ended.
+    pub(crate) fn summarize_refusals(&mut self) {
+        self.checkpoint_refusals();
+        for event in self.refusals.close() {
+            self.record(event);
+        }
+    }
+
+    /// Whether `peer` is the grantee of a token of this node that is neither revoked nor
+    /// expired: such a peer is not charged to the strangers' fetch bucket. A map scan, no
+    /// parsing: the owner holds only the tokens it granted.
+    fn holds_live_token(&self, peer: &PeerId) -> bool {
+        self.issued.values().any(|issued| {
+            issued.grantee == *peer && !issued.revoked && issued.not_after >= self.now
+        })
     }
 
     /// Drops requests the owner left undecided for [`PENDING_FOR`].

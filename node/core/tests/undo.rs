@@ -283,3 +283,26 @@ fn undo_without_a_step_or_twice_changes_nothing() {
     owner.undo_step();
     assert_eq!(fingerprint(&owner), before);
 }
+
+#[test]
+fn an_undone_fetch_refusal_is_recorded_again_not_only_counted() {
+    let (mut owner, _) = nodes();
+    let junk = Input::FetchAsked {
+        from: identity(9).peer_id(),
+        token_bytes: b"not a token".to_vec(),
+        clip_id: clip(1),
+    };
+    let refused = |outputs: &[Output]| {
+        entries(outputs)
+            .iter()
+            .any(|e| matches!(e.event, AuditEvent::FetchRefused { .. }))
+    };
+    owner.handle(t(1), junk.clone()).expect("network input");
+    assert!(refused(&owner.drain()));
+    owner.undo_step();
+    owner.handle(t(1), junk).expect("network input");
+    assert!(
+        refused(&owner.drain()),
+        "the first refusal's entry was lost with the undone step"
+    );
+}

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use porchlight_core::AuditEntry;
-use porchlight_core::audit::{AuditEvent, GrantEnd, RequestOutcome};
+use porchlight_core::audit::{AuditEvent, FetchRefusalCause, GrantEnd, RequestOutcome};
 use porchlight_protocol::{ClipId, PeerId, RequestId, Timestamp, TokenId};
 use serde::Serialize;
 
@@ -75,7 +75,10 @@ pub struct Releases {
     pub revocations: u64,
     /// Fetches that passed every check and were allowed to start.
     pub fetches_allowed: u64,
+    /// Fetches refused with a reject code: one by one and in the interval summaries.
     pub fetches_refused: u64,
+    /// Fetches closed unanswered because a fetch limit was reached.
+    pub fetches_over_limit: u64,
     /// Fetches whose stream finished.
     pub fetches_completed: u64,
     /// Bytes of clips sent, from finished fetches.
@@ -192,6 +195,13 @@ impl TransparencyReport {
                     clips_released.insert(*clip_id);
                 }
                 AuditEvent::FetchRefused { .. } => released.fetches_refused += 1,
+                AuditEvent::FetchRefusalsCounted { cause, count, .. } => {
+                    let counter = match cause {
+                        FetchRefusalCause::Rejected(_) => &mut released.fetches_refused,
+                        FetchRefusalCause::OverLimit => &mut released.fetches_over_limit,
+                    };
+                    *counter = counter.saturating_add(*count);
+                }
                 AuditEvent::FetchCompleted { clip_id, bytes, .. } => {
                     released.fetches_completed += 1;
                     released.bytes_released = released.bytes_released.saturating_add(*bytes);
@@ -336,8 +346,11 @@ impl fmt::Display for TransparencyReport {
             0,
             "fetches",
             format_args!(
-                "{} allowed, {} completed, {} refused",
-                released.fetches_allowed, released.fetches_completed, released.fetches_refused
+                "{} allowed, {} completed, {} refused, {} closed over a limit",
+                released.fetches_allowed,
+                released.fetches_completed,
+                released.fetches_refused,
+                released.fetches_over_limit
             ),
         )?;
         row(

@@ -6,7 +6,7 @@
 //! event as an object tagged by `"type"`.
 
 use porchlight_core::AuditEvent;
-use porchlight_core::audit::{GrantEnd, RequestOutcome};
+use porchlight_core::audit::{FetchRefusalCause, GrantEnd, RefusedPeers, RequestOutcome};
 use porchlight_protocol::{ClipId, PeerId, RejectCode, RequestId, TokenId};
 use serde::Serialize;
 
@@ -89,6 +89,16 @@ pub enum AuditEventView {
         token_id: TokenId,
         clip_id: ClipId,
         bytes: u64,
+    },
+    /// `peer` is absent for the peers past the per-interval limit, summed; `code` is
+    /// `"over_limit"` for fetches closed by a fetch limit.
+    FetchRefusalsCounted {
+        since: String,
+        since_ms: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peer: Option<PeerId>,
+        code: &'static str,
+        count: u64,
     },
 }
 
@@ -205,7 +215,29 @@ impl AuditEventView {
                 clip_id,
                 bytes,
             },
+            AuditEvent::FetchRefusalsCounted {
+                since,
+                peers,
+                cause,
+                count,
+            } => AuditEventView::FetchRefusalsCounted {
+                since: rfc3339(since),
+                since_ms: since.as_unix_millis(),
+                peer: match peers {
+                    RefusedPeers::One(peer) => Some(peer),
+                    RefusedPeers::Others => None,
+                },
+                code: refusal_cause_name(cause),
+                count,
+            },
         }
+    }
+}
+
+fn refusal_cause_name(cause: FetchRefusalCause) -> &'static str {
+    match cause {
+        FetchRefusalCause::Rejected(code) => reject_code_name(code),
+        FetchRefusalCause::OverLimit => "over_limit",
     }
 }
 
@@ -373,6 +405,20 @@ pub fn describe_event(event: &AuditEvent) -> String {
             "received clip {} ({bytes} bytes) under token {}",
             short(clip_id),
             short(token_id)
+        ),
+        AuditEvent::FetchRefusalsCounted {
+            since,
+            peers,
+            cause,
+            count,
+        } => format!(
+            "{count} more fetches refused for {} ({}) since {}",
+            match peers {
+                RefusedPeers::One(peer) => peer.to_string(),
+                RefusedPeers::Others => "other peers".to_owned(),
+            },
+            refusal_cause_name(*cause).replace('_', " "),
+            rfc3339(*since)
         ),
     }
 }
