@@ -30,13 +30,11 @@ impl AllowedHosts {
     /// `localhost:PORT`, `[::1]:PORT` and the bound address itself.
     pub fn loopback(bound: SocketAddr) -> AllowedHosts {
         let port = bound.port();
-        AllowedHosts {
-            names: Vec::new(),
-        }
-        .with_name(format!("127.0.0.1:{port}"))
-        .with_name(format!("localhost:{port}"))
-        .with_name(format!("[::1]:{port}"))
-        .with_name(bound.to_string())
+        AllowedHosts { names: Vec::new() }
+            .with_name(format!("127.0.0.1:{port}"))
+            .with_name(format!("localhost:{port}"))
+            .with_name(format!("[::1]:{port}"))
+            .with_name(bound.to_string())
     }
 
     /// Also answers to `host_port` (for example `porch.local:7070`).
@@ -70,7 +68,10 @@ pub async fn check_host(
 ) -> Response {
     let host = match request.headers().get(header::HOST) {
         Some(value) => value.to_str().ok().map(str::to_owned),
-        None => request.uri().authority().map(|authority| authority.to_string()),
+        None => request
+            .uri()
+            .authority()
+            .map(|authority| authority.to_string()),
     };
     match host {
         Some(host) if allowed.allows(&host) => next.run(request).await,
@@ -106,7 +107,12 @@ mod tests {
     #[test]
     fn loopback_names_are_allowed_and_others_are_not() {
         let hosts = AllowedHosts::loopback("127.0.0.1:7070".parse().unwrap());
-        for host in ["127.0.0.1:7070", "localhost:7070", "LocalHost:7070", "[::1]:7070"] {
+        for host in [
+            "127.0.0.1:7070",
+            "localhost:7070",
+            "LocalHost:7070",
+            "[::1]:7070",
+        ] {
             assert!(hosts.allows(host), "{host}");
         }
         for host in [

@@ -61,8 +61,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
     let hosts = match state.api_address.parse() {
         Ok(bound) => AllowedHosts::loopback(bound),
         // Not an address: answer to exactly what the daemon said it listens on.
-        Err(_) => AllowedHosts::loopback(([127, 0, 0, 1], 0).into())
-            .with_name(state.api_address.clone()),
+        Err(_) => {
+            AllowedHosts::loopback(([127, 0, 0, 1], 0).into()).with_name(state.api_address.clone())
+        }
     };
     router_for_hosts(state, hosts)
 }

@@ -90,6 +90,12 @@ pub enum AuditEventView {
         clip_id: ClipId,
         bytes: u64,
     },
+    /// This chain began when the owner set a damaged log aside.
+    LogSetAside {
+        verified: u64,
+        /// Hex.
+        last_hash: String,
+    },
 }
 
 impl AuditRecordView {
@@ -204,6 +210,13 @@ impl AuditEventView {
                 token_id,
                 clip_id,
                 bytes,
+            },
+            AuditEvent::LogSetAside {
+                verified,
+                last_hash,
+            } => AuditEventView::LogSetAside {
+                verified,
+                last_hash: hex::encode(last_hash),
             },
         }
     }
@@ -374,6 +387,18 @@ pub fn describe_event(event: &AuditEvent) -> String {
             short(clip_id),
             short(token_id)
         ),
+        AuditEvent::LogSetAside {
+            verified,
+            last_hash,
+        } => match verified.checked_sub(1) {
+            Some(last_seq) => format!(
+                "new log: the owner set a damaged log aside, whose first {verified} entries verified (last seq {last_seq}, hash {})",
+                hex::encode(last_hash)
+            ),
+            None => {
+                "new log: the owner set a damaged log aside, of which no entry verified".to_owned()
+            }
+        },
     }
 }
 
