@@ -220,9 +220,20 @@ mod tests {
         // Alone, the Hangul filler would make a blank name look like a name.
         assert!(check_text("display name", "\u{3164}", 40, false).is_err());
         // Their neighbors are ordinary text.
-        for c in ['\u{00AC}', '\u{00AE}', '\u{3163}', '\u{3165}', '\u{E0080}', '\u{2027}'] {
+        for c in [
+            '\u{00AC}',
+            '\u{00AE}',
+            '\u{3163}',
+            '\u{3165}',
+            '\u{E0080}',
+            '\u{2027}',
+        ] {
             let text = format!("a{c}b");
-            assert!(check_text("reason", &text, 40, false).is_ok(), "U+{:04X}", u32::from(c));
+            assert!(
+                check_text("reason", &text, 40, false).is_ok(),
+                "U+{:04X}",
+                u32::from(c)
+            );
         }
     }
 
