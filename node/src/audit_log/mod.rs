@@ -9,8 +9,8 @@
 //! ```text
 //! let mut log = AuditLog::open(dir.audit_log())?;          // learns where the chain ends
 //! if let Some(last) = log.last_entry() { node.resume_audit(last)?; }
-//! // for each Output::Audit(entry) drained from the core:
-//! log.append(&entry, &identity)?;
+//! // the Output::Audit entries one step of the core produced, all or none:
+//! log.append_all(&entries, &identity)?;
 //! ```
 //!
 //! Reading needs no daemon: [`read_all`] and [`verify`] take a path, and
@@ -19,9 +19,15 @@
 //! entry would slow every start as the log grows, and [`verify`] checks them all. A torn
 //! final record (a crash mid-append) is cut off at open and reported, because it is an
 //! accident, not tampering; any other damage stops the open, so the node never extends a log
-//! it cannot vouch for.
+//! it cannot vouch for. The length in front of a record is signed by nothing, so "the file
+//! ends before the length says" is not trusted to mean a crash: only a prefix of the one
+//! record the entry itself describes is a torn tail (`check_torn_tail`). Otherwise cutting
+//! would let one edited length make the node destroy every record after it. The node never
+//! cuts or replaces a damaged log; the owner sets it aside (`set_aside`).
 //!
-//! - `verify`: the full check behind `porchlight audit verify`.
+//! - `verify`: the full check behind `porchlight audit verify`, and the signed head kept
+//!   elsewhere (`audit head`, `audit verify --head`).
+//! - `set_aside`: `porchlight audit set-aside`, the owner's way past a damaged log.
 //! - `report`: the transparency report behind `porchlight audit report`.
 //! - `view`: JSON mirrors of entries (the core knows no JSON) and the human lines of
 //!   `porchlight audit list`.

@@ -5,7 +5,13 @@
 //! PeerId, and its place in the chain (seq counts from 0, each links to the one before, time
 //! never goes backwards). The first record that fails is where the log is broken; nothing
 //! after it is checked, since nothing after it can be trusted. A torn final record is
-//! reported apart: a crash mid-append, which the node cuts off when it next opens the log.
+//! reported apart: a crash mid-append, which the node cuts off when it next opens the log
+//! (only a prefix of one record is one, spec/wire.md#audit-torn-tail; a "torn" record that
+//! is more is a failure like any other).
+//!
+//! Removing the newest entries leaves a log that verifies; only a head saved earlier shows
+//! it. [`signed_head`] gives the head with the node's signature (`porchlight audit head`),
+//! and [`check_head`] says whether a log still holds one (spec/wire.md#audit-head).
 
 use std::io::BufReader;
 use std::path::Path;
