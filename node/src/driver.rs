@@ -415,15 +415,12 @@ impl Driver {
         Ok(())
     }
 
-    /// Appends a step's entries to the audit log, all or none.
+    /// Appends a step's entries to the audit log, all or none (one write, one flush).
     fn append_step(
         &mut self,
         entries: &[AuditEntry],
     ) -> Result<(), crate::audit_log::AuditLogError> {
-        for entry in entries {
-            self.audit.append(entry, &self.audit_identity)?;
-        }
-        Ok(())
+        self.audit.append_all(entries, &self.audit_identity)
     }
 
     /// Marks `component` failing and says, for the owner, what that means.

@@ -9,8 +9,8 @@ use std::process::{Command, Output};
 use porchlight_core::audit::{AuditEvent, GENESIS_HASH, GrantEnd, RequestOutcome};
 use porchlight_core::{AuditEntry, verify_chain};
 use porchlight_node::audit_log::{
-    AuditLog, AuditLogError, AuditRecordView, RecordProblem, SignedAuditRecord, TornTail,
-    TransparencyReport, VerifyReport, list_line, read_all, verify,
+    AuditLog, AuditLogError, AuditRecordView, MAX_RECORD_LEN, RecordProblem, SignedAuditRecord,
+    TornTail, TransparencyReport, VerifyReport, list_line, read_all, verify,
 };
 use porchlight_node::data_dir::DataDir;
 use porchlight_node::keys::NodeKeys;
@@ -859,4 +859,411 @@ fn the_cli_verifies_against_another_peer_and_handles_a_missing_log() {
     let out = run(porchlight(&data_dir).args(["audit", "list"]));
     assert!(out.status.success());
     assert!(text(&out.stdout).contains("no audit entries"));
+}
+
+/// The security review's reproduction: record 5's length (of 30) set to the largest a length
+/// may be, so that everything from record 5 on looked like one torn record.
+#[test]
+fn a_length_edited_to_the_maximum_is_damage_and_nothing_is_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (path, _) = log_of(tmp.path(), 30);
+    let mut records = record_bytes(&path);
+    let true_len = records[5].len() - 4;
+    let max = u32::try_from(MAX_RECORD_LEN).unwrap();
+    records[5][..4].copy_from_slice(&max.to_be_bytes());
+    write_records(&path, &records);
+    let before = std::fs::read(&path).unwrap();
+
+    let report = verify(&path, &identity().peer_id()).unwrap();
+    assert!(!report.is_intact(), "a hidden tail is damage: {report:?}");
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(report.verified, 5);
+    assert_eq!(
+        failure(&report),
+        (
+            5,
+            None,
+            RecordProblem::LengthMismatch {
+                len: max,
+                actual: true_len
+            }
+        )
+    );
+
+    let err = AuditLog::open(&path).unwrap_err();
+    assert!(
+        matches!(err, AuditLogError::Damaged { index: 5, .. }),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(message.contains("porchlight audit verify"), "{message}");
+    assert!(message.contains("porchlight audit set-aside"), "{message}");
+    assert!(matches!(
+        read_all(&path),
+        Err(AuditLogError::Damaged { index: 5, .. })
+    ));
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the damaged log is unchanged, byte for byte"
+    );
+}
+
+/// What a crash mid-append leaves (a prefix of one record, perhaps then zeros where blocks
+/// were never written) is a torn tail, cut at open; a "torn" record that is more than that
+/// is damage, and stays.
+#[test]
+fn only_a_prefix_of_one_record_is_a_torn_tail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (path, entries) = log_of(tmp.path(), 3);
+    let whole = std::fs::read(&path).unwrap();
+    let next = chain_from(entries.last(), denials(3..5));
+    let record = SignedAuditRecord::sign(next[0].clone(), &identity()).to_bytes();
+    let after = SignedAuditRecord::sign(next[1].clone(), &identity()).to_bytes();
+
+    let mut torn_tails: Vec<Vec<u8>> = (1..record.len()).map(|n| record[..n].to_vec()).collect();
+    // The first 60 bytes reached the disk, the rest of the record's blocks are zeros.
+    let mut zeroed = record.clone();
+    zeroed[60..].iter_mut().for_each(|byte| *byte = 0);
+    torn_tails.push(zeroed[..record.len() - 1].to_vec());
+    for tail in torn_tails {
+        let mut bytes = whole.clone();
+        bytes.extend_from_slice(&tail);
+        std::fs::write(&path, &bytes).unwrap();
+        let report = verify(&path, &identity().peer_id()).unwrap();
+        assert!(report.is_intact(), "{} bytes: {report:?}", tail.len());
+        let log = AuditLog::open(&path).unwrap();
+        assert_eq!(log.next_seq(), 3);
+        drop(log);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            whole,
+            "{} bytes cut",
+            tail.len()
+        );
+    }
+
+    let mut longer = record.clone();
+    let bigger = u32::try_from(record.len() - 4 + after.len()).unwrap() + 1;
+    longer[..4].copy_from_slice(&bigger.to_be_bytes());
+    let mut wrong_hash = record[..record.len() - 70].to_vec();
+    let hash_at = record.len() - 96;
+    wrong_hash[hash_at] ^= 1;
+    // Record 4 whole, behind the start of record 3 whose length now covers the rest.
+    let mut stranger_inside = record[..50].to_vec();
+    stranger_inside[..4].copy_from_slice(&u32::try_from(MAX_RECORD_LEN).unwrap().to_be_bytes());
+    stranger_inside.extend_from_slice(&after);
+    let mut not_an_entry = record[..50].to_vec();
+    not_an_entry[10] ^= 0x20;
+    let damaged: [(&str, Vec<u8>, &str); 4] = [
+        (
+            "a length covering this record and the next",
+            [longer, after.clone()].concat(),
+            "length_mismatch",
+        ),
+        (
+            "a whole entry with a wrong hash",
+            wrong_hash,
+            "hash_mismatch",
+        ),
+        (
+            "a later record inside the tail",
+            stranger_inside,
+            "record_in_tail",
+        ),
+        (
+            "bytes that start no entry",
+            not_an_entry,
+            "not_a_torn_record",
+        ),
+    ];
+    for (what, tail, code) in damaged {
+        let mut bytes = whole.clone();
+        bytes.extend_from_slice(&tail);
+        std::fs::write(&path, &bytes).unwrap();
+        let report = verify(&path, &identity().peer_id()).unwrap();
+        assert!(!report.is_intact(), "{what}: {report:?}");
+        let failure = report.failure.as_ref().unwrap();
+        assert_eq!((failure.index, failure.problem.code()), (3, code), "{what}");
+        assert!(
+            matches!(
+                AuditLog::open(&path),
+                Err(AuditLogError::Damaged { index: 3, .. })
+            ),
+            "{what}"
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "{what}: nothing is cut"
+        );
+    }
+
+    // Zeros longer than any one record are not a torn write either.
+    let mut bytes = whole.clone();
+    bytes.extend_from_slice(&vec![0; MAX_RECORD_LEN + 4]);
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(!verify(&path, &identity().peer_id()).unwrap().is_intact());
+    assert!(AuditLog::open(&path).is_err());
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}
+
+#[test]
+fn a_batch_is_appended_whole_and_checked_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (path, entries) = log_of(tmp.path(), 2);
+    let before = std::fs::read(&path).unwrap();
+    let mut log = AuditLog::open(&path).unwrap();
+    let batch = chain_from(entries.last(), denials(2..5));
+    // The third entry skips a seq: the whole batch is refused, the first two included.
+    let mut gapped = batch.clone();
+    gapped[2] = chain_from(Some(&batch[2]), denials(9..10)).remove(0);
+    assert!(matches!(
+        log.append_all(&gapped, &identity()),
+        Err(AuditLogError::DoesNotFollow {
+            seq: 5,
+            next_seq: 4,
+            ..
+        })
+    ));
+    assert_eq!(std::fs::read(&path).unwrap(), before, "nothing was written");
+    assert_eq!(log.next_seq(), 2);
+
+    log.append_all(&batch, &identity()).unwrap();
+    assert_eq!(log.next_seq(), 5);
+    assert_eq!(log.last_entry(), batch.last());
+    log.append_all(&[], &identity()).unwrap();
+    drop(log);
+    let report = verify(&path, &identity().peer_id()).unwrap();
+    assert!(report.is_intact() && report.verified == 5, "{report:?}");
+}
+
+/// A real, small file system: mounted for one test and unmounted when it ends, even by a
+/// panic.
+struct SmallTmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallTmpfs {
+    fn mount(size: &str) -> SmallTmpfs {
+        let dir = tempfile::tempdir().expect("a temporary directory to mount on");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mounting a tmpfs needs root");
+        SmallTmpfs { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// Fills the file system of `path` until a write fails.
+fn fill(path: &Path) {
+    use std::io::Write;
+    let mut filler = std::fs::File::create(path).expect("room for the filler's name");
+    let chunk = [0x55u8; 512];
+    while filler.write_all(&chunk).is_ok() {}
+    let _ = filler.sync_all();
+}
+
+#[test]
+fn a_batch_that_fills_the_disk_leaves_the_log_as_it_was() {
+    let disk = SmallTmpfs::mount("64k");
+    let path = disk.path().join("audit.log");
+    let mut log = AuditLog::open(&path).unwrap();
+    let entries = chain_from(None, denials(0..18));
+    log.append_all(&entries, &identity()).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    // 18 records of 207 bytes end 370 bytes into the log's first page: room for one record
+    // and most of a second of the batch of three, and then the disk is full.
+    assert_eq!(before.len(), 18 * 207);
+    fill(&disk.path().join("filler"));
+
+    let batch = chain_from(entries.last(), denials(18..21));
+    let err = log.append_all(&batch, &identity()).unwrap_err();
+    assert!(matches!(err, AuditLogError::Io { .. }), "{err}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "exactly the records before the batch"
+    );
+    assert_eq!(log.next_seq(), 18, "the log's end did not move");
+
+    std::fs::remove_file(disk.path().join("filler")).unwrap();
+    log.append_all(&batch, &identity()).unwrap();
+    drop(log);
+    let report = verify(&path, &identity().peer_id()).unwrap();
+    assert!(report.is_intact() && report.verified == 21, "{report:?}");
+}
+
+#[test]
+fn the_cli_saves_a_head_and_notices_a_log_cut_or_rewritten_after_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = initialized_node_with_log(tmp.path());
+    let path = DataDir::at(&data_dir).audit_log();
+    let head_file = tmp.path().join("head.json");
+
+    let out = run(porchlight(&data_dir).args(["audit", "head", "--json"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::write(&head_file, &out.stdout).unwrap();
+    let head: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(head["seq"], 28);
+    let records = read_all(&path).unwrap();
+    assert_eq!(head["hash"], hex::encode(records[28].entry.hash));
+    assert_eq!(head["signature"], hex::encode(records[28].signature));
+    let out = run(porchlight(&data_dir).args(["audit", "head"]));
+    assert!(
+        text(&out.stdout).contains("seq:       28"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let verify_head = || {
+        run(porchlight(&data_dir)
+            .args(["audit", "verify", "--head"])
+            .arg(&head_file))
+    };
+    let out = verify_head();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("still holds the saved head"));
+
+    // More entries after the head: still holds it.
+    let keys = NodeKeys::load(&DataDir::at(&data_dir)).unwrap();
+    let mut log = AuditLog::open(&path).unwrap();
+    let more = chain_from(log.last_entry(), denials(50..52));
+    log.append_all(&more, &keys.identity).unwrap();
+    drop(log);
+    assert!(verify_head().status.success());
+
+    // Cut back to 20 entries: intact, but the head is gone.
+    let whole = std::fs::read(&path).unwrap();
+    let kept: usize = record_bytes(&path)[..20].iter().map(Vec::len).sum();
+    std::fs::write(&path, &whole[..kept]).unwrap();
+    let out = run(porchlight(&data_dir).args(["audit", "verify"]));
+    assert!(out.status.success(), "a cut log verifies on its own");
+    let out = verify_head();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("cut short"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(porchlight(&data_dir)
+        .args(["audit", "verify", "--json", "--head"])
+        .arg(&head_file));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["saved_head"], "cut");
+
+    // Rewritten: a whole new chain of 30 entries, signed by the same key.
+    std::fs::remove_file(&path).unwrap();
+    let mut log = AuditLog::open(&path).unwrap();
+    log.append_all(&chain_from(None, denials(100..130)), &keys.identity)
+        .unwrap();
+    drop(log);
+    let out = verify_head();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("rewritten"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A head whose signature was edited is not this node's.
+    std::fs::write(&path, &whole).unwrap();
+    let mut edited = head.clone();
+    let signature = head["signature"].as_str().unwrap();
+    let flipped = if signature.starts_with('0') { "1" } else { "0" };
+    edited["signature"] = format!("{flipped}{}", &signature[1..]).into();
+    std::fs::write(&head_file, edited.to_string()).unwrap();
+    let out = verify_head();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("signature does not verify"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn set_aside_keeps_the_damaged_log_and_starts_a_chain_that_names_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = initialized_node_with_log(tmp.path());
+    let dir = DataDir::at(&data_dir);
+    let path = dir.audit_log();
+    let records = read_all(&path).unwrap();
+
+    let out = run(porchlight(&data_dir).args(["audit", "set-aside"]));
+    assert!(!out.status.success(), "an intact log is not set aside");
+    assert!(
+        text(&out.stderr).contains("is intact"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let mut raw = record_bytes(&path);
+    let max = u32::try_from(MAX_RECORD_LEN).unwrap();
+    raw[5][..4].copy_from_slice(&max.to_be_bytes());
+    write_records(&path, &raw);
+    let damaged = std::fs::read(&path).unwrap();
+    let out = run(porchlight(&data_dir).args(["audit", "verify"]));
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("tampering"), "{stderr}");
+    assert!(!stderr.contains("not tampering"), "{stderr}");
+    assert!(stderr.contains("porchlight audit set-aside"), "{stderr}");
+
+    let out = run(porchlight(&data_dir).args(["audit", "set-aside"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let kept: Vec<PathBuf> = std::fs::read_dir(&data_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("audit.log.set-aside-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        std::fs::read(&kept[0]).unwrap(),
+        damaged,
+        "kept byte for byte"
+    );
+
+    let new = read_all(&path).unwrap();
+    assert_eq!(new.len(), 1);
+    assert_eq!(
+        new[0].entry.event,
+        AuditEvent::LogSetAside {
+            verified: 5,
+            last_hash: records[4].entry.hash,
+        }
+    );
+    assert_eq!(
+        (new[0].entry.seq, new[0].entry.prev_hash),
+        (0, GENESIS_HASH)
+    );
+    let keys = NodeKeys::load(&dir).unwrap();
+    let report = verify(&path, &keys.identity.peer_id()).unwrap();
+    assert!(report.is_intact() && report.verified == 1, "{report:?}");
+    let log = AuditLog::open(&path).unwrap();
+    assert_eq!(log.next_seq(), 1, "the node goes on from the new chain");
+    drop(log);
+    let out = run(porchlight(&data_dir).args(["audit", "list"]));
+    assert!(
+        text(&out.stdout).contains("set a damaged log aside, whose first 5 entries verified"),
+        "{}",
+        text(&out.stdout)
+    );
 }

@@ -57,11 +57,24 @@ pub fn check_text(
     Ok(())
 }
 
-/// Bidirectional overrides and isolates, zero-width characters and the byte-order mark: text
+/// Bidirectional overrides and isolates, zero-width characters, the byte-order mark, the line
+/// and paragraph separators (which break a line where no newline shows), the soft hyphen,
+/// the tag characters (invisible text riding along, as in emoji tag sequences) and the
+/// Hangul filler (a blank that is not `White_Space`, so it makes a name look empty): text
 /// from a peer that contains them can show the owner something other than what it says
 /// (spec/wire.md#text).
 fn is_invisible_format(c: char) -> bool {
-    matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{3164}'
+            | '\u{FEFF}'
+            | '\u{E0000}'..='\u{E007F}'
+    )
 }
 
 /// Checks a list's length is within `1..=max`.
@@ -182,6 +195,46 @@ mod tests {
         assert!(check_text("reason", "fire\u{202E}gpj.exe", 20, false).is_err());
         assert!(check_text("reason", "Fi\u{200B}re", 20, false).is_err());
         assert!(check_text("reason", "Straße 5, Zürich", 20, false).is_ok());
+    }
+
+    #[test]
+    fn separators_soft_hyphens_tags_and_fillers_are_refused() {
+        let refused = [
+            ("line separator", '\u{2028}'),
+            ("paragraph separator", '\u{2029}'),
+            ("soft hyphen", '\u{00AD}'),
+            ("first tag character", '\u{E0000}'),
+            ("tag latin small a", '\u{E0061}'),
+            ("cancel tag", '\u{E007F}'),
+            ("hangul filler", '\u{3164}'),
+        ];
+        for (name, c) in refused {
+            let text = format!("Fire{c}on Main St");
+            assert_eq!(
+                check_text("reason", &text, 40, false),
+                Err(ValidationError::ControlCharacter { field: "reason" }),
+                "{name} (U+{:04X}) must be refused",
+                u32::from(c)
+            );
+        }
+        // Alone, the Hangul filler would make a blank name look like a name.
+        assert!(check_text("display name", "\u{3164}", 40, false).is_err());
+        // Their neighbors are ordinary text.
+        for c in [
+            '\u{00AC}',
+            '\u{00AE}',
+            '\u{3163}',
+            '\u{3165}',
+            '\u{E0080}',
+            '\u{2027}',
+        ] {
+            let text = format!("a{c}b");
+            assert!(
+                check_text("reason", &text, 40, false).is_ok(),
+                "U+{:04X}",
+                u32::from(c)
+            );
+        }
     }
 
     #[test]

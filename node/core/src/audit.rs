@@ -155,6 +155,14 @@ pub enum AuditEvent {
         cause: FetchRefusalCause,
         count: u64,
     },
+    /// The first entry of a new chain, begun because the owner set a damaged log aside
+    /// (`porchlight audit set-aside`): `verified` entries of that log verified, and
+    /// `last_hash` is the hash of the last of them (seq `verified - 1`; the genesis hash
+    /// when none did), so the new chain says where the old one can still be trusted to end.
+    LogSetAside {
+        verified: u64,
+        last_hash: [u8; 32],
+    },
 }
 
 /// One link of the chain.
@@ -196,6 +204,7 @@ impl AuditEntry {
     /// | 11 | `FetchCompleted` | token id 16, clip id 32, peer 32, bytes u64 |
     /// | 12 | `ClipReceived` | token id 16, clip id 32, bytes u64 |
     /// | 13 | `FetchRefusalsCounted` | since 8, peers 1 (1 one peer, 2 others), peer 32 (zero for others), cause 1 (1 rejected, 2 over a limit), reject code 1 (1..=5; 0 for over a limit), count u64 |
+    /// | 15 | `LogSetAside` | verified u64, last hash 32 |
     pub fn canonical_bytes(
         seq: u64,
         at: Timestamp,
@@ -261,6 +270,25 @@ impl AuditEntry {
             hash: Sha256::digest(bytes).into(),
         })
     }
+}
+
+/// The length of the canonical entry at the start of `bytes`, which may go on past it: the
+/// entry's layout fixes its length (only a `Granted`'s clip list varies, and it is counted),
+/// so a reader can learn where an entry must end from the entry itself, without trusting a
+/// length stored beside it. Checks what [`AuditEntry::from_canonical_bytes`] checks except
+/// trailing bytes; [`AuditDecodeError::Truncated`] means `bytes` end inside the entry.
+pub fn canonical_len_at_start(bytes: &[u8]) -> Result<usize, AuditDecodeError> {
+    let bytes = &bytes[..bytes.len().min(MAX_CANONICAL_LEN)];
+    let mut reader = Reader { rest: bytes };
+    let domain: [u8; AUDIT_ENTRY_DOMAIN.len()] = reader.take()?;
+    if domain != AUDIT_ENTRY_DOMAIN {
+        return Err(AuditDecodeError::WrongDomain);
+    }
+    reader.u64()?;
+    reader.time()?;
+    reader.take::<32>()?;
+    decode_event(&mut reader)?;
+    Ok(bytes.len() - reader.rest.len())
 }
 
 /// Why bytes are not a canonical audit entry. Every variant means the bytes were not written
@@ -514,6 +542,14 @@ fn encode_event(out: &mut Vec<u8>, event: &AuditEvent) {
             }
             out.extend_from_slice(&count.to_be_bytes());
         }
+        AuditEvent::LogSetAside {
+            verified,
+            last_hash,
+        } => {
+            out.push(15);
+            out.extend_from_slice(&verified.to_be_bytes());
+            out.extend_from_slice(last_hash);
+        }
     }
 }
 
@@ -656,6 +692,10 @@ fn decode_event(reader: &mut Reader<'_>) -> Result<AuditEvent, AuditDecodeError>
                 }
             },
             count: reader.u64()?,
+        },
+        15 => AuditEvent::LogSetAside {
+            verified: reader.u64()?,
+            last_hash: reader.take()?,
         },
         tag => return Err(AuditDecodeError::UnknownEvent(tag)),
     };
@@ -1083,6 +1123,62 @@ mod tests {
                 field: "reject code",
                 byte: 6
             })
+        );
+    }
+
+    #[test]
+    fn the_set_aside_event_is_tag_15_as_specified() {
+        let event = AuditEvent::LogSetAside {
+            verified: 0x0506,
+            last_hash: [9; 32],
+        };
+        let bytes = encoded(&event);
+        let mut expected = vec![15];
+        expected.extend_from_slice(&0x0506u64.to_be_bytes());
+        expected.extend_from_slice(&[9; 32]);
+        assert_eq!(&bytes[TAG_AT..], &expected[..]);
+        assert_eq!(
+            AuditEntry::from_canonical_bytes(&bytes).unwrap().event,
+            event
+        );
+    }
+
+    #[test]
+    fn an_entry_tells_its_own_length() {
+        let mut events = every_event();
+        events.push(AuditEvent::LogSetAside {
+            verified: 3,
+            last_hash: [4; 32],
+        });
+        for event in events {
+            let bytes = encoded(&event);
+            let mut longer = bytes.clone();
+            longer.extend_from_slice(b"porchlight/v1/audit-entry and more");
+            assert_eq!(
+                canonical_len_at_start(&longer),
+                Ok(bytes.len()),
+                "{event:?}"
+            );
+            assert_eq!(canonical_len_at_start(&bytes), Ok(bytes.len()));
+            for len in 0..bytes.len() {
+                assert_eq!(
+                    canonical_len_at_start(&bytes[..len]),
+                    Err(AuditDecodeError::Truncated),
+                    "{event:?} cut at {len}"
+                );
+            }
+        }
+        let mut bytes = encoded(&every_event()[0]);
+        bytes[0] ^= 1;
+        assert_eq!(
+            canonical_len_at_start(&bytes),
+            Err(AuditDecodeError::WrongDomain)
+        );
+        bytes[0] ^= 1;
+        bytes[TAG_AT] = 200;
+        assert_eq!(
+            canonical_len_at_start(&bytes),
+            Err(AuditDecodeError::UnknownEvent(200))
         );
     }
 

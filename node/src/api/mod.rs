@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod consent;
+pub mod host;
 pub mod server;
 pub mod views;
 

@@ -1,6 +1,7 @@
 //! The daemon's side of the local API: axum routes over the store and the camera states.
 //!
-//! Every route requires `Authorization: Bearer <admin token>`, compared in constant time.
+//! Every route requires `Authorization: Bearer <admin token>`, compared in constant time,
+//! and a `Host` that names this listener (`host`).
 //! Store calls are blocking (sled, files), so they run on tokio's blocking pool. Errors
 //! answer with a status code and `{"error": "..."}`, worded for the person at the CLI.
 
@@ -21,6 +22,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
+use super::host::{AllowedHosts, check_host};
 use super::views::{
     CameraView, ClipTotalsView, ClipView, DegradedView, DiskView, ErrorView, IdView, ImportRequest,
     RebuildView, StatusView, parse_rfc3339, rfc3339,
@@ -55,8 +57,21 @@ impl std::fmt::Debug for ApiState {
     }
 }
 
-/// The API's routes.
+/// The API's routes, answering only to the loopback names of `state.api_address`
+/// ([`AllowedHosts::loopback`]).
 pub fn router(state: Arc<ApiState>) -> Router {
+    let hosts = match state.api_address.parse() {
+        Ok(bound) => AllowedHosts::loopback(bound),
+        // Not an address: answer to exactly what the daemon said it listens on.
+        Err(_) => {
+            AllowedHosts::loopback(([127, 0, 0, 1], 0).into()).with_name(state.api_address.clone())
+        }
+    };
+    router_for_hosts(state, hosts)
+}
+
+/// The API's routes, answering only to requests whose `Host` is one of `hosts`.
+pub fn router_for_hosts(state: Arc<ApiState>, hosts: AllowedHosts) -> Router {
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/id", get(id))
@@ -69,6 +84,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/store/rebuild", post(rebuild))
         .merge(super::consent::routes())
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        // Outermost, so a request for another name learns nothing, not even about the token.
+        .layer(middleware::from_fn_with_state(Arc::new(hosts), check_host))
         .with_state(state)
 }
 

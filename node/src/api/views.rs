@@ -106,9 +106,22 @@ pub struct ErrorView {
 }
 
 /// Formats a protocol timestamp as RFC 3339 UTC (seconds precision).
+///
+/// RFC 3339 has four-digit years, so a time after 9999-12-31T23:59:59.999Z (which no clock
+/// of ours produces, but a peer's message or a damaged file can carry) is rendered as
+/// `after 9999-12-31T23:59:59Z (unix ms N)`: plainly not a time to parse back, and still exact.
 pub fn rfc3339(at: porchlight_protocol::Timestamp) -> String {
+    if at.as_unix_millis() > LAST_RFC3339_MILLIS {
+        return format!(
+            "after 9999-12-31T23:59:59Z (unix ms {})",
+            at.as_unix_millis()
+        );
+    }
     humantime::format_rfc3339_seconds(crate::clock::system_time_of(at)).to_string()
 }
+
+/// 9999-12-31T23:59:59.999Z in unix ms: the last instant RFC 3339 can write.
+const LAST_RFC3339_MILLIS: u64 = 253_402_300_799_999;
 
 /// Parses RFC 3339 (a `Z` or offset-free UTC time) into a protocol timestamp.
 pub fn parse_rfc3339(text: &str) -> Result<porchlight_protocol::Timestamp, String> {
@@ -128,5 +141,21 @@ mod tests {
         assert_eq!(rfc3339(at), "2026-11-29T14:00:05Z");
         assert!(parse_rfc3339("yesterday").is_err());
         assert!(parse_rfc3339("1969-12-31T23:59:59Z").is_err());
+    }
+
+    #[test]
+    fn times_past_the_year_9999_render_without_panicking() {
+        use porchlight_protocol::Timestamp;
+        let last = Timestamp::from_unix_millis(LAST_RFC3339_MILLIS);
+        assert_eq!(rfc3339(last), "9999-12-31T23:59:59Z");
+        let next = Timestamp::from_unix_millis(LAST_RFC3339_MILLIS + 1);
+        assert_eq!(
+            rfc3339(next),
+            "after 9999-12-31T23:59:59Z (unix ms 253402300800000)"
+        );
+        assert_eq!(
+            rfc3339(Timestamp::from_unix_millis(u64::MAX)),
+            format!("after 9999-12-31T23:59:59Z (unix ms {})", u64::MAX)
+        );
     }
 }

@@ -9,8 +9,8 @@
 //! ```text
 //! let mut log = AuditLog::open(dir.audit_log())?;          // learns where the chain ends
 //! if let Some(last) = log.last_entry() { node.resume_audit(last)?; }
-//! // for each Output::Audit(entry) drained from the core:
-//! log.append(&entry, &identity)?;
+//! // the Output::Audit entries one step of the core produced, all or none:
+//! log.append_all(&entries, &identity)?;
 //! ```
 //!
 //! Reading needs no daemon: [`read_all`] and [`verify`] take a path, and
@@ -19,14 +19,21 @@
 //! entry would slow every start as the log grows, and [`verify`] checks them all. A torn
 //! final record (a crash mid-append) is cut off at open and reported, because it is an
 //! accident, not tampering; any other damage stops the open, so the node never extends a log
-//! it cannot vouch for.
+//! it cannot vouch for. The length in front of a record is signed by nothing, so "the file
+//! ends before the length says" is not trusted to mean a crash: only a prefix of the one
+//! record the entry itself describes is a torn tail (`check_torn_tail`). Otherwise cutting
+//! would let one edited length make the node destroy every record after it. The node never
+//! cuts or replaces a damaged log; the owner sets it aside (`set_aside`).
 //!
-//! - `verify`: the full check behind `porchlight audit verify`.
+//! - `verify`: the full check behind `porchlight audit verify`, and the signed head kept
+//!   elsewhere (`audit head`, `audit verify --head`).
+//! - `set_aside`: `porchlight audit set-aside`, the owner's way past a damaged log.
 //! - `report`: the transparency report behind `porchlight audit report`.
 //! - `view`: JSON mirrors of entries (the core knows no JSON) and the human lines of
 //!   `porchlight audit list`.
 
 mod report;
+mod set_aside;
 mod verify;
 mod view;
 
@@ -36,7 +43,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use fs2::FileExt;
-use porchlight_core::audit::{AUDIT_ENTRY_DOMAIN, MAX_CANONICAL_LEN};
+use porchlight_core::audit::{AUDIT_ENTRY_DOMAIN, MAX_CANONICAL_LEN, canonical_len_at_start};
 use porchlight_core::{AuditDecodeError, AuditEntry, AuditError, check_entry};
 use porchlight_protocol::{CryptoError, PeerId, SigningIdentity};
 use thiserror::Error;
@@ -44,7 +51,11 @@ use thiserror::Error;
 pub use report::{
     ActiveGrant, OutcomeCounts, Releases, RequesterSide, RequestsReceived, TransparencyReport,
 };
-pub use verify::{VerifyFailure, VerifyFailureView, VerifyReport, VerifyView, verify};
+pub use set_aside::{SetAside, set_aside};
+pub use verify::{
+    HeadCheck, SignedHead, SignedHeadView, VerifyFailure, VerifyFailureView, VerifyReport,
+    VerifyView, check_head, signed_head, verify,
+};
 pub use view::{AuditEventView, AuditRecordView, describe_event, list_line};
 
 /// The log's file name in the data dir.
@@ -123,6 +134,18 @@ pub enum RecordProblem {
     BrokenLink,
     #[error("it is dated before the entry before it")]
     TimeWentBackwards,
+    #[error(
+        "the file ends inside it, and its length field says {len} bytes where its entry makes a {actual}-byte record (the length was edited: this is not a torn write, and the records it hides are still in the file)"
+    )]
+    LengthMismatch { len: u32, actual: usize },
+    #[error(
+        "the file ends inside it, yet another entry starts inside it at byte {at} (not a torn write: a length was edited to hide the records after it)"
+    )]
+    RecordInTail { at: u64 },
+    #[error(
+        "the file ends inside it, and its bytes are not the start of an entry ({0}), so it is not a torn write (damaged)"
+    )]
+    NotATornRecord(AuditDecodeError),
 }
 
 impl RecordProblem {
@@ -137,6 +160,9 @@ impl RecordProblem {
             RecordProblem::SeqGap { .. } => "seq_gap",
             RecordProblem::BrokenLink => "broken_link",
             RecordProblem::TimeWentBackwards => "time_went_backwards",
+            RecordProblem::LengthMismatch { .. } => "length_mismatch",
+            RecordProblem::RecordInTail { .. } => "record_in_tail",
+            RecordProblem::NotATornRecord(_) => "not_a_torn_record",
         }
     }
 
@@ -184,7 +210,7 @@ pub enum AuditLogError {
     Missing { path: PathBuf },
     /// A record before the end is malformed: the node will not extend the log.
     #[error(
-        "audit log {} is damaged at entry {index} (byte {offset}): {problem}; keep a copy of the file and run `porchlight audit verify` for details",
+        "audit log {} is damaged at entry {index} (byte {offset}): {problem}; the node will neither add to it nor cut it. Run `porchlight audit verify` for details, keep a copy of the file, then `porchlight audit set-aside` to keep it under a dated name and start a new log",
         path.display()
     )]
     Damaged {
@@ -193,6 +219,12 @@ pub enum AuditLogError {
         offset: u64,
         problem: RecordProblem,
     },
+    /// `porchlight audit set-aside` was asked to set aside a log that verifies.
+    #[error(
+        "audit log {} is intact ({verified} entries verified): there is nothing to set aside, and the node continues it",
+        path.display()
+    )]
+    Intact { path: PathBuf, verified: u64 },
     /// The caller appended an entry that does not continue the log: the core's chain was not
     /// resumed from [`AuditLog::last_entry`], or entries were skipped.
     #[error(
@@ -225,6 +257,10 @@ pub struct AuditLog {
     len: u64,
     last: Option<AuditEntry>,
     torn_tail: Option<TornTail>,
+    /// A failed append left bytes after `len` that are not yet cut off.
+    uncut: bool,
+    #[cfg(test)]
+    test_faults: TestFaults,
 }
 
 impl AuditLog {
@@ -284,13 +320,8 @@ impl AuditLog {
                 );
                 (torn.offset, Some(torn))
             }
-            FrameEnd::BadLength { offset, len } => {
-                return Err(damaged(
-                    &path,
-                    index,
-                    offset,
-                    RecordProblem::BadLength { len },
-                ));
+            FrameEnd::Damaged { offset, problem } => {
+                return Err(damaged(&path, index, offset, problem));
             }
         };
         Ok(AuditLog {
@@ -299,6 +330,9 @@ impl AuditLog {
             len,
             last,
             torn_tail,
+            uncut: false,
+            #[cfg(test)]
+            test_faults: TestFaults::default(),
         })
     }
 
@@ -324,38 +358,66 @@ impl AuditLog {
         &self.path
     }
 
-    /// Signs `entry`'s hash and appends the record, flushed to disk (`write_all`, then
-    /// `sync_data`) before this returns. The entry must continue the log: the next seq,
-    /// linked to the last hash, not dated before it.
+    /// Signs `entry`'s hash and appends the record, flushed to disk: [`AuditLog::append_all`]
+    /// of one entry.
     ///
     /// # Errors
     ///
-    /// [`AuditLogError::DoesNotFollow`] for an entry that does not continue the log (nothing
-    /// is written); [`AuditLogError::Io`] if the write or flush fails, after cutting off
-    /// whatever part of the record reached the file, so the log stays whole.
+    /// As [`AuditLog::append_all`].
     pub fn append(
         &mut self,
         entry: &AuditEntry,
         identity: &SigningIdentity,
     ) -> Result<(), AuditLogError> {
-        let next_seq = self.next_seq();
-        let index = usize::try_from(next_seq).unwrap_or(usize::MAX);
-        check_entry(index, self.last.as_ref(), entry).map_err(|error| {
-            AuditLogError::DoesNotFollow {
+        self.append_all(std::slice::from_ref(entry), identity)
+    }
+
+    /// Signs each entry's hash and appends all the records at once, so that either all of
+    /// them are on disk when this returns (one `write_all`, then `sync_data`) or none are.
+    /// The batch must continue the log: the first entry follows the log's last, each one
+    /// after follows the one before (the next seq, linked to its hash, not dated before it).
+    ///
+    /// # Errors
+    ///
+    /// [`AuditLogError::DoesNotFollow`] for a batch that does not continue the log (nothing
+    /// is written); [`AuditLogError::Io`] if the write or flush fails, after cutting the file
+    /// back to where it was before the batch. If even that cut fails, the log remembers it
+    /// and retries it before the next append, refusing to append while it fails, so a
+    /// half-written batch never stays in front of a new record.
+    pub fn append_all(
+        &mut self,
+        entries: &[AuditEntry],
+        identity: &SigningIdentity,
+    ) -> Result<(), AuditLogError> {
+        self.cut_failed_batch()?;
+        let mut previous = self.last.as_ref();
+        for entry in entries {
+            let next_seq = previous.map_or(0, |last| last.seq.saturating_add(1));
+            let index = usize::try_from(next_seq).unwrap_or(usize::MAX);
+            check_entry(index, previous, entry).map_err(|error| AuditLogError::DoesNotFollow {
                 path: self.path.clone(),
                 seq: entry.seq,
                 next_seq,
                 problem: RecordProblem::from_chain(error),
-            }
-        })?;
-        let bytes = SignedAuditRecord::sign(entry.clone(), identity).to_bytes();
+            })?;
+            previous = Some(entry);
+        }
+        let Some(last) = entries.last() else {
+            return Ok(());
+        };
+        let mut bytes = Vec::new();
+        for entry in entries {
+            bytes.extend_from_slice(&SignedAuditRecord::sign(entry.clone(), identity).to_bytes());
+        }
         let written = crate::faults::check(crate::faults::FaultPoint::AuditAppend)
-            .and_then(|()| (&self.file).write_all(&bytes))
+            .and_then(|()| self.write_batch(&bytes))
             .and_then(|()| self.file.sync_data());
         if let Err(source) = written {
-            // Leave no partial record behind; if even this fails, the next open cuts it off
-            // as a torn tail.
-            let _ = self.file.set_len(self.len);
+            // Leave no part of the batch behind: the caller acts as if none of it happened.
+            self.uncut = true;
+            if let Err(cut) = self.cut_failed_batch() {
+                tracing::error!(error = %cut, "audit log: could not cut a failed append off; the next append retries");
+            }
             return Err(AuditLogError::Io {
                 action: "append to",
                 path: self.path.clone(),
@@ -363,9 +425,52 @@ impl AuditLog {
             });
         }
         self.len += bytes.len() as u64;
-        self.last = Some(entry.clone());
+        self.last = Some(last.clone());
         Ok(())
     }
+
+    fn write_batch(&mut self, bytes: &[u8]) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(fail) = self.test_faults.write_after.take() {
+            // Write part of the batch for real, then fail, as a full disk does.
+            (&self.file).write_all(&bytes[..fail.min(bytes.len())])?;
+            return Err(io::Error::new(ErrorKind::StorageFull, "test: disk full"));
+        }
+        (&self.file).write_all(bytes)
+    }
+
+    /// Cuts the file back to its last whole record after a failed append, if that has not
+    /// yet succeeded.
+    fn cut_failed_batch(&mut self) -> Result<(), AuditLogError> {
+        if !self.uncut {
+            return Ok(());
+        }
+        #[cfg(test)]
+        let cut = if self.test_faults.failing_cuts > 0 {
+            self.test_faults.failing_cuts -= 1;
+            Err(io::Error::other("test: cut refused"))
+        } else {
+            self.file.set_len(self.len)
+        };
+        #[cfg(not(test))]
+        let cut = self.file.set_len(self.len);
+        cut.and_then(|()| self.file.sync_all())
+            .map_err(io_error("cut a failed append off", &self.path))?;
+        self.uncut = false;
+        Ok(())
+    }
+}
+
+/// Faults a unit test can inject into one [`AuditLog`] (edition 2024 makes `set_var` unsafe
+/// and the crate forbids unsafe, so the environment seam of [`crate::faults`] is out of
+/// reach of unit tests).
+#[cfg(test)]
+#[derive(Debug, Default)]
+struct TestFaults {
+    /// Fail the next batch write after writing this many of its bytes.
+    write_after: Option<usize>,
+    /// Fail this many cuts of a failed batch.
+    failing_cuts: u32,
 }
 
 /// Reads every whole record of the log at `path`, checking each one's encoding and hash but
@@ -388,14 +493,9 @@ pub fn read_all(path: &Path) -> Result<Vec<SignedAuditRecord>, AuditLogError> {
                     .map_err(|problem| damaged(path, index, frame.offset, problem))?;
                 records.push(record);
             }
-            Framed::End(FrameEnd::BadLength { offset, len }) => {
+            Framed::End(FrameEnd::Damaged { offset, problem }) => {
                 let index = records.len() as u64;
-                return Err(damaged(
-                    path,
-                    index,
-                    offset,
-                    RecordProblem::BadLength { len },
-                ));
+                return Err(damaged(path, index, offset, problem));
             }
             Framed::End(FrameEnd::Clean { .. } | FrameEnd::Torn(_)) => return Ok(records),
         }
@@ -457,10 +557,12 @@ struct Frame {
 enum FrameEnd {
     /// After a whole record (or at 0): `offset` is the file's length.
     Clean { offset: u64 },
-    /// In an incomplete record, or in bytes that are all zero.
+    /// In a torn write: a prefix of one record, or zeros, shorter than one record
+    /// ([`check_torn_tail`]).
     Torn(TornTail),
-    /// At a length field out of bounds: not a torn write but damage.
-    BadLength { offset: u64, len: u32 },
+    /// In bytes that are not a torn write (a length field out of bounds, or an incomplete
+    /// "record" that is not a prefix of one): damage, which nobody may cut.
+    Damaged { offset: u64, problem: RecordProblem },
 }
 
 enum Framed {
@@ -488,6 +590,7 @@ impl<R: Read> FrameReader<R> {
             return Ok(Framed::End(FrameEnd::Clean { offset: start }));
         }
         if got < LENGTH_PREFIX_LEN {
+            // A length prefix cut short: nothing of an entry reached the file.
             return Ok(self.torn(start, got as u64));
         }
         let len = u32::from_be_bytes(prefix);
@@ -496,20 +599,35 @@ impl<R: Read> FrameReader<R> {
         if !in_bounds {
             if len == 0 {
                 // Zeros where a record should start: a size update that reached the disk
-                // before its data did, if everything after is zero too.
+                // before its data did, if everything after is zero too and there is less
+                // of it than one record (read one byte past that, to know).
                 let mut rest = Vec::new();
-                self.reader.read_to_end(&mut rest)?;
-                if rest.iter().all(|&byte| byte == 0) {
+                (&mut self.reader)
+                    .take(MAX_RECORD_LEN as u64)
+                    .read_to_end(&mut rest)?;
+                if rest.len() < MAX_RECORD_LEN && rest.iter().all(|&byte| byte == 0) {
                     return Ok(self.torn(start, (LENGTH_PREFIX_LEN + rest.len()) as u64));
                 }
             }
-            return Ok(Framed::End(FrameEnd::BadLength { offset: start, len }));
+            return Ok(Framed::End(FrameEnd::Damaged {
+                offset: start,
+                problem: RecordProblem::BadLength { len },
+            }));
         }
         let len = len as usize;
         let mut body = vec![0u8; len];
         let got = read_full(&mut self.reader, &mut body)?;
         if got < len {
-            return Ok(self.torn(start, (LENGTH_PREFIX_LEN + got) as u64));
+            // The file ends inside this record: a torn write only if what is there is the
+            // start of the one record its length field announces.
+            let bytes = (LENGTH_PREFIX_LEN + got) as u64;
+            return Ok(match check_torn_tail(start, len, &body[..got]) {
+                Ok(()) => self.torn(start, bytes),
+                Err(problem) => Framed::End(FrameEnd::Damaged {
+                    offset: start,
+                    problem,
+                }),
+            });
         }
         self.offset = start + (LENGTH_PREFIX_LEN + len) as u64;
         let signature_at = len - 64;
@@ -529,6 +647,62 @@ impl<R: Read> FrameReader<R> {
 
     fn torn(&self, offset: u64, bytes: u64) -> Framed {
         Framed::End(FrameEnd::Torn(TornTail { offset, bytes }))
+    }
+}
+
+/// Whether an incomplete final record, whose length field says `len` (in bounds) and of
+/// which only `body` (fewer than `len` bytes) follows the prefix at `offset`, is what a
+/// crash mid-append leaves: a prefix of that one record, perhaps followed by zeros where
+/// blocks were never written (spec/wire.md#audit-log-file, "Torn tail").
+///
+/// The length field is covered by neither the hash nor the signature, so it is not trusted:
+/// the entry's own layout says how long the record is ([`canonical_len_at_start`]). A tail
+/// that holds a whole entry whose record length differs from the field, a whole entry whose
+/// stored hash does not match, bytes that are not the start of an entry, or a second entry
+/// domain label (a later record start) is damage, never a torn tail: cutting it would
+/// destroy records an edit to one length field had hidden.
+fn check_torn_tail(offset: u64, len: usize, body: &[u8]) -> Result<(), RecordProblem> {
+    let written_len = body
+        .iter()
+        .rposition(|&byte| byte != 0)
+        .map_or(0, |at| at + 1);
+    let written = &body[..written_len];
+    let label = written.len().min(AUDIT_ENTRY_DOMAIN.len());
+    if written[..label] != AUDIT_ENTRY_DOMAIN[..label] {
+        return Err(RecordProblem::NotATornRecord(AuditDecodeError::WrongDomain));
+    }
+    let decoded = canonical_len_at_start(written);
+    if let Ok(entry_len) = decoded {
+        let actual = entry_len + TRAILER_LEN;
+        if actual != len {
+            return Err(RecordProblem::LengthMismatch {
+                len: u32::try_from(len).unwrap_or(u32::MAX),
+                actual,
+            });
+        }
+        // The whole entry is there: what there is of its hash must be its hash.
+        let entry = AuditEntry::from_canonical_bytes(&written[..entry_len])
+            .map_err(RecordProblem::NotATornRecord)?;
+        let stored = &written[entry_len..written.len().min(entry_len + 32)];
+        if entry.hash[..stored.len()] != *stored {
+            return Err(RecordProblem::HashMismatch);
+        }
+    }
+    // A torn write holds one record start, at its front; a second label is a later record
+    // (checked before the decode error, which a record read as the end of another causes).
+    if let Some(at) = written
+        .get(1..)
+        .unwrap_or_default()
+        .windows(AUDIT_ENTRY_DOMAIN.len())
+        .position(|window| window == AUDIT_ENTRY_DOMAIN)
+    {
+        return Err(RecordProblem::RecordInTail {
+            at: offset + (LENGTH_PREFIX_LEN + 1 + at) as u64,
+        });
+    }
+    match decoded {
+        Ok(_) | Err(AuditDecodeError::Truncated) => Ok(()),
+        Err(error) => Err(RecordProblem::NotATornRecord(error)),
     }
 }
 
@@ -576,4 +750,90 @@ fn check_frame(
     let index = usize::try_from(index).unwrap_or(usize::MAX);
     check_entry(index, previous, &record.entry).map_err(RecordProblem::from_chain)?;
     Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use porchlight_core::audit::{AuditEvent, GENESIS_HASH};
+    use porchlight_protocol::{RequestId, Timestamp};
+
+    use super::*;
+
+    fn identity() -> SigningIdentity {
+        SigningIdentity::from_secret_bytes(&[1; 32])
+    }
+
+    /// `n` denials continuing `last` (or starting the chain).
+    fn chain(last: Option<&AuditEntry>, n: u8) -> Vec<AuditEntry> {
+        let mut previous = last.cloned();
+        (0..n)
+            .map(|i| {
+                let (seq, prev_hash) = previous
+                    .as_ref()
+                    .map_or((0, GENESIS_HASH), |last| (last.seq + 1, last.hash));
+                let at = Timestamp::from_unix_millis(1_000 + seq);
+                let event = AuditEvent::Denied {
+                    request_id: RequestId::from_bytes([i; 32]),
+                    message_sent: true,
+                };
+                let entry = AuditEntry {
+                    seq,
+                    at,
+                    prev_hash,
+                    hash: AuditEntry::compute_hash(seq, at, &prev_hash, &event),
+                    event,
+                };
+                previous = Some(entry.clone());
+                entry
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_batch_whose_cut_fails_is_cut_before_anything_else_is_appended() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(AUDIT_LOG_FILE);
+        let mut log = AuditLog::open(&path).unwrap();
+        log.append_all(&chain(None, 2), &identity()).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let batch = chain(log.last_entry(), 3);
+
+        // The disk fills 300 bytes into the batch, and the cut back fails twice.
+        log.test_faults = TestFaults {
+            write_after: Some(300),
+            failing_cuts: 2,
+        };
+        assert!(matches!(
+            log.append_all(&batch, &identity()),
+            Err(AuditLogError::Io {
+                action: "append to",
+                ..
+            })
+        ));
+        let len = |path: &Path| std::fs::metadata(path).unwrap().len();
+        assert_eq!(len(&path), before.len() as u64 + 300, "the cut failed");
+        assert_eq!(log.next_seq(), 2);
+
+        // While the cut fails, nothing is appended behind the half-written batch.
+        assert!(matches!(
+            log.append_all(&batch, &identity()),
+            Err(AuditLogError::Io {
+                action: "cut a failed append off",
+                ..
+            })
+        ));
+        assert_eq!(len(&path), before.len() as u64 + 300);
+
+        // The cut works again: first the half batch goes, then the batch goes on whole.
+        log.append_all(&batch, &identity()).unwrap();
+        assert_eq!(log.next_seq(), 5);
+        drop(log);
+        let report = verify(&path, &identity().peer_id()).unwrap();
+        assert!(report.is_intact() && report.verified == 5, "{report:?}");
+        assert_eq!(
+            std::fs::read(&path).unwrap()[..before.len()],
+            before[..],
+            "the records before the batch are untouched"
+        );
+    }
 }

@@ -234,6 +234,9 @@ impl TransparencyReport {
                         mine.grants_retained += 1;
                     }
                 }
+                // The start of this chain, not an event of consent: nothing to count (what
+                // the set-aside log recorded is in that file).
+                AuditEvent::LogSetAside { .. } => {}
             }
         }
         released.distinct_clips_released = clips_released.len() as u64;

@@ -5,7 +5,13 @@
 //! PeerId, and its place in the chain (seq counts from 0, each links to the one before, time
 //! never goes backwards). The first record that fails is where the log is broken; nothing
 //! after it is checked, since nothing after it can be trusted. A torn final record is
-//! reported apart: a crash mid-append, which the node cuts off when it next opens the log.
+//! reported apart: a crash mid-append, which the node cuts off when it next opens the log
+//! (only a prefix of one record is one, spec/wire.md#audit-torn-tail; a "torn" record that
+//! is more is a failure like any other).
+//!
+//! Removing the newest entries leaves a log that verifies; only a head saved earlier shows
+//! it. [`signed_head`] gives the head with the node's signature (`porchlight audit head`),
+//! and [`check_head`] says whether a log still holds one (spec/wire.md#audit-head).
 
 use std::io::BufReader;
 use std::path::Path;
@@ -14,9 +20,12 @@ use porchlight_core::AuditEntry;
 use porchlight_protocol::PeerId;
 use serde::Serialize;
 
+use porchlight_protocol::Timestamp;
+use serde::Deserialize;
+
 use super::{
-    AuditLogError, FrameEnd, FrameReader, Framed, RecordProblem, TornTail, check_frame, io_error,
-    open_for_reading,
+    AuditLogError, FrameEnd, FrameReader, Framed, RecordProblem, SignedAuditRecord, TornTail,
+    check_frame, io_error, open_for_reading,
 };
 
 /// The outcome of [`verify`].
@@ -59,6 +68,15 @@ impl VerifyReport {
 ///
 /// [`AuditLogError::Missing`] if there is no file, [`AuditLogError::Io`] if it cannot be read.
 pub fn verify(path: &Path, node: &PeerId) -> Result<VerifyReport, AuditLogError> {
+    verify_visiting(path, node, |_| {})
+}
+
+/// [`verify`], handing each record that verifies to `visit`, in order.
+fn verify_visiting(
+    path: &Path,
+    node: &PeerId,
+    mut visit: impl FnMut(&SignedAuditRecord),
+) -> Result<VerifyReport, AuditLogError> {
     let file = open_for_reading(path)?;
     let mut frames = FrameReader::new(BufReader::new(file));
     let mut report = VerifyReport {
@@ -73,6 +91,7 @@ pub fn verify(path: &Path, node: &PeerId) -> Result<VerifyReport, AuditLogError>
                 let index = report.verified;
                 match check_frame(index, &frame, report.head.as_ref(), Some(node)) {
                     Ok(record) => {
+                        visit(&record);
                         report.head = Some(record.entry);
                         report.verified += 1;
                     }
@@ -95,12 +114,12 @@ pub fn verify(path: &Path, node: &PeerId) -> Result<VerifyReport, AuditLogError>
                 report.torn_tail = Some(torn);
                 return Ok(report);
             }
-            Framed::End(FrameEnd::BadLength { offset, len }) => {
+            Framed::End(FrameEnd::Damaged { offset, problem }) => {
                 report.failure = Some(VerifyFailure {
                     index: report.verified,
                     offset,
                     seq: None,
-                    problem: RecordProblem::BadLength { len },
+                    problem,
                 });
                 return Ok(report);
             }
@@ -147,4 +166,149 @@ impl VerifyReport {
             }),
         }
     }
+}
+
+/// The log's last entry as the node signed it: what `porchlight audit head` prints so that
+/// someone holding the node's PeerId can later check that the log still contains it
+/// (`porchlight audit verify --head`), which is how a log cut short is noticed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedHead {
+    pub node: PeerId,
+    pub seq: u64,
+    pub hash: [u8; 32],
+    pub at: Timestamp,
+    /// The node's signature over `hash` (spec/crypto.md#audit-signatures).
+    pub signature: [u8; 64],
+}
+
+/// The JSON form of a [`SignedHead`] (`porchlight audit head --json`), read back by
+/// `porchlight audit verify --head FILE`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedHeadView {
+    pub node: String,
+    pub seq: u64,
+    /// Hex.
+    pub hash: String,
+    /// RFC 3339, for people; `at_unix_ms` is the exact time.
+    pub at: String,
+    pub at_unix_ms: u64,
+    /// Hex.
+    pub signature: String,
+}
+
+impl SignedHead {
+    pub fn to_view(&self) -> SignedHeadView {
+        SignedHeadView {
+            node: self.node.to_string(),
+            seq: self.seq,
+            hash: hex::encode(self.hash),
+            at: crate::api::views::rfc3339(self.at),
+            at_unix_ms: self.at.as_unix_millis(),
+            signature: hex::encode(self.signature),
+        }
+    }
+
+    /// Checks the fields' forms (not the signature: that is [`check_head`]'s).
+    pub fn from_view(view: &SignedHeadView) -> Result<SignedHead, String> {
+        let node = view
+            .node
+            .parse::<PeerId>()
+            .map_err(|_| format!("node {:?} is not a peer id", view.node))?;
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(&view.hash, &mut hash)
+            .map_err(|_| format!("hash {:?} is not 32 bytes of hex", view.hash))?;
+        let mut signature = [0u8; 64];
+        hex::decode_to_slice(&view.signature, &mut signature)
+            .map_err(|_| format!("signature {:?} is not 64 bytes of hex", view.signature))?;
+        Ok(SignedHead {
+            node,
+            seq: view.seq,
+            hash,
+            at: Timestamp::from_unix_millis(view.at_unix_ms),
+            signature,
+        })
+    }
+}
+
+/// Verifies the log at `path` as [`verify`] does and returns the signed head of its
+/// verified part (`None` when no entry verified).
+///
+/// # Errors
+///
+/// As [`verify`].
+pub fn signed_head(
+    path: &Path,
+    node: &PeerId,
+) -> Result<(VerifyReport, Option<SignedHead>), AuditLogError> {
+    let mut last = None;
+    let report = verify_visiting(path, node, |record| last = Some(record.signature))?;
+    let head = report
+        .head
+        .as_ref()
+        .zip(last)
+        .map(|(entry, signature)| SignedHead {
+            node: *node,
+            seq: entry.seq,
+            hash: entry.hash,
+            at: entry.at,
+            signature,
+        });
+    Ok((report, head))
+}
+
+/// Whether a log still holds a head saved earlier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadCheck {
+    /// The entry at the head's seq verified and has the head's hash.
+    Contained,
+    /// The log ends, intact, before the head's seq: it was cut short after the head was
+    /// saved.
+    Cut { entries: u64 },
+    /// The log is broken before the head's seq, so whether it held the head is unknown
+    /// (the report's failure says where).
+    BrokenBefore { verified: u64 },
+    /// The entry at the head's seq is another entry: the log was rewritten from there (or
+    /// before).
+    Rewritten { found_hash: [u8; 32] },
+    /// The saved head's signature does not verify under the node's key: it is not a head
+    /// this node signed.
+    BadSignature,
+}
+
+/// Verifies the log at `path` as [`verify`] does and checks that it still contains `head`
+/// (same seq, same hash) and that `head`'s signature verifies under `node`.
+///
+/// # Errors
+///
+/// As [`verify`].
+pub fn check_head(
+    path: &Path,
+    node: &PeerId,
+    head: &SignedHead,
+) -> Result<(VerifyReport, HeadCheck), AuditLogError> {
+    let mut found = None;
+    let report = verify_visiting(path, node, |record| {
+        if record.entry.seq == head.seq {
+            found = Some(record.entry.hash);
+        }
+    })?;
+    let check = if node
+        .verify_audit_entry(&head.hash, &head.signature)
+        .is_err()
+    {
+        HeadCheck::BadSignature
+    } else {
+        match found {
+            Some(hash) if hash == head.hash => HeadCheck::Contained,
+            Some(found_hash) => HeadCheck::Rewritten { found_hash },
+            None if report.is_intact() => HeadCheck::Cut {
+                entries: report.verified,
+            },
+            None => HeadCheck::BrokenBefore {
+                verified: report.verified,
+            },
+        }
+    };
+    Ok((report, check))
 }

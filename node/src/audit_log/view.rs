@@ -100,6 +100,12 @@ pub enum AuditEventView {
         code: &'static str,
         count: u64,
     },
+    /// This chain began when the owner set a damaged log aside.
+    LogSetAside {
+        verified: u64,
+        /// Hex.
+        last_hash: String,
+    },
 }
 
 impl AuditRecordView {
@@ -229,6 +235,13 @@ impl AuditEventView {
                 },
                 code: refusal_cause_name(cause),
                 count,
+            },
+            AuditEvent::LogSetAside {
+                verified,
+                last_hash,
+            } => AuditEventView::LogSetAside {
+                verified,
+                last_hash: hex::encode(last_hash),
             },
         }
     }
@@ -420,6 +433,18 @@ pub fn describe_event(event: &AuditEvent) -> String {
             refusal_cause_name(*cause).replace('_', " "),
             rfc3339(*since)
         ),
+        AuditEvent::LogSetAside {
+            verified,
+            last_hash,
+        } => match verified.checked_sub(1) {
+            Some(last_seq) => format!(
+                "new log: the owner set a damaged log aside, whose first {verified} entries verified (last seq {last_seq}, hash {})",
+                hex::encode(last_hash)
+            ),
+            None => {
+                "new log: the owner set a damaged log aside, of which no entry verified".to_owned()
+            }
+        },
     }
 }
 
