@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use porchlight_core::audit::GrantEnd;
 use porchlight_core::{AuditEvent, Input, Node, Output};
 use porchlight_protocol::{
     AgreementPublic, AgreementSecret, ClipId, PeerId, RejectCode, RequestId, RequestTarget,
@@ -28,7 +29,7 @@ use crate::ledger::{IssuedToken, Ledger, OutgoingDetails, RequestsView, TokensVi
 use crate::mesh::{Mesh, MeshEvent};
 use crate::received::{ExportSelection, ReceivedStore};
 use crate::store::{CiphertextReader, Store};
-use crate::transfers::Transfers;
+use crate::transfers::{ServeStop, Transfers};
 
 /// How often received footage is checked for expiry independently of the core (which
 /// forgets a grant's timer across a restart only if its state file was lost).
@@ -63,6 +64,14 @@ pub enum DriverInput {
         token_id: TokenId,
         clip_id: ClipId,
         bytes: u64,
+    },
+    /// A served fetch was cut at its token's expiry or revocation, `bytes` into the clip.
+    FetchCut {
+        to: PeerId,
+        token_id: TokenId,
+        clip_id: ClipId,
+        bytes: u64,
+        why: GrantEnd,
     },
     /// A fetched clip is stored.
     ClipReceived {
@@ -139,6 +148,8 @@ pub enum FetchVerdict {
         reader: Box<CiphertextReader>,
         wrapped_key: WrappedFileKey,
         token_id: TokenId,
+        /// Ends the stream at the token's `not_after` or its revocation.
+        stop: ServeStop,
     },
     Reject(RejectCode),
 }
@@ -314,6 +325,21 @@ impl Driver {
                     bytes,
                 });
             }
+            DriverInput::FetchCut {
+                to,
+                token_id,
+                clip_id,
+                bytes,
+                why,
+            } => {
+                let _ = self.feed(Input::FetchCut {
+                    to,
+                    token_id,
+                    clip_id,
+                    bytes,
+                    why,
+                });
+            }
             DriverInput::ClipReceived {
                 token_id,
                 clip_id,
@@ -355,7 +381,10 @@ impl Driver {
                     clip_id,
                     token_id,
                     grantee_key,
-                } if to == from => return self.open_for(clip_id, token_id, &grantee_key),
+                    not_after,
+                } if to == from => {
+                    return self.open_for(clip_id, token_id, &grantee_key, not_after);
+                }
                 Output::RejectFetch { to, code } if to == from => {
                     return FetchVerdict::Reject(code);
                 }
@@ -367,12 +396,14 @@ impl Driver {
 
     /// Opens the clip and wraps its file key to the grantee. A store failure answers the
     /// same `Invalid` as every other refusal after verification: the peer learns nothing
-    /// about the owner's disk.
+    /// about the owner's disk. The stream's stop is made here, on this thread, so a
+    /// revocation handled after this verdict reaches it.
     fn open_for(
         &self,
         clip_id: ClipId,
         token_id: TokenId,
         grantee_key: &AgreementPublic,
+        not_after: Timestamp,
     ) -> FetchVerdict {
         let opened = self
             .store
@@ -383,6 +414,9 @@ impl Driver {
                 reader: Box::new(reader),
                 wrapped_key: wrapped,
                 token_id,
+                stop: self
+                    .transfers
+                    .serve_stop(token_id, clock::deadline_of(self.now(), not_after)),
             },
             Err(err) => {
                 tracing::error!(clip = %clip_id, error = %err, "cannot open a granted clip to serve it");
@@ -611,6 +645,8 @@ impl Driver {
                 }
             }
             AuditEvent::Revoked { token_id, .. } => {
+                // No chunk leaves under a revoked token: end the streams it is serving.
+                self.transfers.end_served(token_id);
                 self.ledger.revoked(token_id);
                 for clip in self.ledger.issued_clips(token_id) {
                     let _ = self.store.unprotect(&clip);

@@ -129,6 +129,15 @@ pub enum AuditEvent {
         clip_id: ClipId,
         bytes: u64,
     },
+    /// The owner side ended a stream to `peer` before the clip's end because its token
+    /// expired or was revoked: `bytes` had left this home by then.
+    FetchCut {
+        token_id: TokenId,
+        clip_id: ClipId,
+        peer: PeerId,
+        bytes: u64,
+        why: GrantEnd,
+    },
 }
 
 /// One link of the chain.
@@ -169,6 +178,7 @@ impl AuditEntry {
     /// | 10 | `GrantEnded` | token id 16, why 1 (1 expired, 2 revoked), deleted 1 |
     /// | 11 | `FetchCompleted` | token id 16, clip id 32, peer 32, bytes u64 |
     /// | 12 | `ClipReceived` | token id 16, clip id 32, bytes u64 |
+    /// | 14 | `FetchCut` | token id 16, clip id 32, peer 32, bytes u64, why 1 (1 expired, 2 revoked) |
     pub fn canonical_bytes(
         seq: u64,
         at: Timestamp,
@@ -447,6 +457,36 @@ fn encode_event(out: &mut Vec<u8>, event: &AuditEvent) {
             out.extend_from_slice(clip_id.as_bytes());
             out.extend_from_slice(&bytes.to_be_bytes());
         }
+        AuditEvent::FetchCut {
+            token_id,
+            clip_id,
+            peer,
+            bytes,
+            why,
+        } => {
+            out.push(14);
+            out.extend_from_slice(token_id.as_bytes());
+            out.extend_from_slice(clip_id.as_bytes());
+            out.extend_from_slice(peer.public_key_bytes());
+            out.extend_from_slice(&bytes.to_be_bytes());
+            out.push(grant_end_byte(*why));
+        }
+    }
+}
+
+/// `GrantEnd`'s byte, as in `GrantEnded` (tag 10).
+fn grant_end_byte(why: GrantEnd) -> u8 {
+    match why {
+        GrantEnd::Expired => 1,
+        GrantEnd::Revoked => 2,
+    }
+}
+
+fn grant_end_of(byte: u8) -> Result<GrantEnd, AuditDecodeError> {
+    match byte {
+        1 => Ok(GrantEnd::Expired),
+        2 => Ok(GrantEnd::Revoked),
+        byte => Err(AuditDecodeError::BadValue { field: "why", byte }),
     }
 }
 
@@ -560,6 +600,13 @@ fn decode_event(reader: &mut Reader<'_>) -> Result<AuditEvent, AuditDecodeError>
             token_id: reader.token_id()?,
             clip_id: reader.clip_id()?,
             bytes: reader.u64()?,
+        },
+        14 => AuditEvent::FetchCut {
+            token_id: reader.token_id()?,
+            clip_id: reader.clip_id()?,
+            peer: reader.peer()?,
+            bytes: reader.u64()?,
+            why: grant_end_of(reader.u8()?)?,
         },
         tag => return Err(AuditDecodeError::UnknownEvent(tag)),
     };
@@ -879,6 +926,13 @@ mod tests {
                 clip_id,
                 bytes: 12_345,
             },
+            AuditEvent::FetchCut {
+                token_id,
+                clip_id,
+                peer: peer(5),
+                bytes: 3 * 65_552,
+                why: GrantEnd::Revoked,
+            },
         ]
     }
 
@@ -891,13 +945,12 @@ mod tests {
 
     #[test]
     fn every_event_round_trips_with_its_hash() {
-        for (index, event) in every_event().into_iter().enumerate() {
+        // Tag 13 belongs to an event added on another branch.
+        let tags: Vec<u8> = (1..=12).chain([14]).collect();
+        assert_eq!(every_event().len(), tags.len(), "one event per tag");
+        for (event, tag) in every_event().into_iter().zip(tags) {
             let bytes = encoded(&event);
-            assert_eq!(
-                usize::from(bytes[TAG_AT]),
-                index + 1,
-                "tags are 1..=12 in order"
-            );
+            assert_eq!(bytes[TAG_AT], tag, "tags in order");
             let entry = AuditEntry::from_canonical_bytes(&bytes).unwrap();
             assert_eq!(entry.event, event);
             assert_eq!((entry.seq, entry.prev_hash), (9, [8; 32]));
@@ -937,6 +990,31 @@ mod tests {
         expected.extend_from_slice(&[3; 32]);
         expected.extend_from_slice(&7u64.to_be_bytes());
         assert_eq!(&bytes[TAG_AT..], &expected[..]);
+
+        let bytes = encoded(&AuditEvent::FetchCut {
+            token_id,
+            clip_id,
+            peer: peer(5),
+            bytes: 0x0304,
+            why: GrantEnd::Expired,
+        });
+        let mut expected = vec![14];
+        expected.extend_from_slice(&[2; 16]);
+        expected.extend_from_slice(&[3; 32]);
+        expected.extend_from_slice(&[5; 32]);
+        expected.extend_from_slice(&0x0304u64.to_be_bytes());
+        expected.push(1);
+        assert_eq!(&bytes[TAG_AT..], &expected[..]);
+        // A why that is neither expired nor revoked does not decode.
+        let mut bytes = bytes;
+        *bytes.last_mut().unwrap() = 3;
+        assert_eq!(
+            AuditEntry::from_canonical_bytes(&bytes),
+            Err(AuditDecodeError::BadValue {
+                field: "why",
+                byte: 3
+            })
+        );
     }
 
     #[test]
@@ -1191,6 +1269,22 @@ mod tests {
                         bytes,
                     }
                 }),
+                (
+                    arb_token(),
+                    arb_clip(),
+                    arb_peer(),
+                    any::<u64>(),
+                    prop_oneof![Just(GrantEnd::Expired), Just(GrantEnd::Revoked)]
+                )
+                    .prop_map(|(token_id, clip_id, peer, bytes, why)| {
+                        AuditEvent::FetchCut {
+                            token_id,
+                            clip_id,
+                            peer,
+                            bytes,
+                            why,
+                        }
+                    }),
             ]
         }
 
@@ -1223,7 +1317,7 @@ mod tests {
             #[test]
             fn arbitrary_bodies_after_a_valid_prefix_never_panic(
                 header in proptest::collection::vec(any::<u8>(), 48),
-                tag in 0u8..=13,
+                tag in 0u8..=15,
                 body in proptest::collection::vec(any::<u8>(), 0..200),
             ) {
                 // Past the domain, so the decoder reaches every event's fields.

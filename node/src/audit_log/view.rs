@@ -90,6 +90,13 @@ pub enum AuditEventView {
         clip_id: ClipId,
         bytes: u64,
     },
+    FetchCut {
+        token_id: TokenId,
+        clip_id: ClipId,
+        peer: PeerId,
+        bytes: u64,
+        why: &'static str,
+    },
 }
 
 impl AuditRecordView {
@@ -204,6 +211,19 @@ impl AuditEventView {
                 token_id,
                 clip_id,
                 bytes,
+            },
+            AuditEvent::FetchCut {
+                token_id,
+                clip_id,
+                peer,
+                bytes,
+                why,
+            } => AuditEventView::FetchCut {
+                token_id,
+                clip_id,
+                peer,
+                bytes,
+                why: grant_end_name(why),
             },
         }
     }
@@ -373,6 +393,18 @@ pub fn describe_event(event: &AuditEvent) -> String {
             "received clip {} ({bytes} bytes) under token {}",
             short(clip_id),
             short(token_id)
+        ),
+        AuditEvent::FetchCut {
+            token_id,
+            clip_id,
+            peer,
+            bytes,
+            why,
+        } => format!(
+            "stopped sending clip {} to {peer} after {bytes} bytes: token {} {}",
+            short(clip_id),
+            short(token_id),
+            grant_end_name(*why)
         ),
     }
 }
