@@ -928,6 +928,8 @@ fn limits_raised_in_the_config_let_through_a_burst_the_defaults_stop() {
 /// How a slow fetch stream ended, as the grantee saw it.
 struct SlowFetch {
     home: Peer,
+    /// Holds the home's data dir; dropped after the home has stopped.
+    _root: tempfile::TempDir,
     ciphertext_len: u64,
     /// Chunk bytes of the chunks that arrived whole.
     received: u64,
@@ -1104,6 +1106,7 @@ fn fetch_slowly(approve: &[&str], meanwhile: impl FnOnce(&Peer, &str)) -> SlowFe
         }
         SlowFetch {
             home,
+            _root: root,
             ciphertext_len,
             received,
             end,
