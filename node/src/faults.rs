@@ -64,29 +64,17 @@ mod tests {
 
     #[test]
     fn a_point_is_on_only_while_a_line_names_it() {
-        assert!(listed(
-            "state-save
-",
-            FaultPoint::StateSave
-        ));
-        assert!(listed(
-            "audit-append
+        assert!(listed("state-save
+", FaultPoint::StateSave));
+        assert!(listed("audit-append
   state-save  
-",
-            FaultPoint::StateSave
-        ));
-        assert!(!listed(
-            "state-save
-",
-            FaultPoint::AuditAppend
-        ));
+", FaultPoint::StateSave));
+        assert!(!listed("state-save
+", FaultPoint::AuditAppend));
         assert!(!listed("", FaultPoint::AuditAppend));
-        assert!(!listed(
-            "# audit-append
+        assert!(!listed("# audit-append
 audit-append-later
-",
-            FaultPoint::AuditAppend
-        ));
+", FaultPoint::AuditAppend));
     }
 
     #[test]
