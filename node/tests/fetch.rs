@@ -1080,11 +1080,14 @@ async fn serve_until<S: AsyncRead + AsyncWrite + Unpin>(
     stop: ServeStop,
 ) -> Result<Served, FetchError> {
     let request = read_fetch_request(stream).await?;
-    let reader = world.owner_store.read_ciphertext(&request.clip_id).unwrap();
+    let reader = world
+        .owner_store
+        .read_ciphertext(&request.clip_id)
+        .expect("reader");
     let wrapped = world
         .owner_store
         .wrap_key_for(&request.clip_id, &world.reply_secret.public())
-        .unwrap();
+        .expect("wrap");
     let served = send_clip_until(stream, &reader, wrapped, request.from_chunk, stop.wait()).await?;
     if let Served::Stopped {
         code, reset: false, ..
