@@ -419,7 +419,9 @@ pub async fn send_end<S: AsyncWrite + Unpin>(
 /// the token's `grantee_key`) and every chunk is authenticated before the sink stores it;
 /// the clip id is checked when the last arrives. On `Ok` the sink is complete: call
 /// [`ReceivingClip::finish`]. On an `Io` error (a dropped connection) call this again with a
-/// new stream to resume; the sink keeps every chunk verified so far.
+/// new stream to resume; the sink keeps every chunk verified so far. `Rejected` is final,
+/// whether it came instead of the reply or after the chunks so far, when the owner ended
+/// the stream at the token's expiry or revocation (spec/wire.md#fetch-end).
 pub async fn fetch_clip<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     token: &[u8],

@@ -63,9 +63,7 @@ pub struct Transfers {
     received: ReceivedStore,
     runtime: tokio::runtime::Handle,
     tasks: Arc<Mutex<BTreeMap<TokenId, Vec<AbortHandle>>>>,
-    /// Per token served here: the switch that ends its live streams (only tokens with a
-    /// live stream are kept).
-    served: Arc<Mutex<BTreeMap<TokenId, watch::Sender<bool>>>>,
+    served: ServedStreams,
 }
 
 impl std::fmt::Debug for Transfers {
@@ -87,7 +85,7 @@ impl Transfers {
             received,
             runtime,
             tasks: Arc::new(Mutex::new(BTreeMap::new())),
-            served: Arc::new(Mutex::new(BTreeMap::new())),
+            served: ServedStreams::default(),
         }
     }
 
@@ -95,27 +93,13 @@ impl Transfers {
     /// `not_after`) or at [`Transfers::end_served`], whichever comes first. Call it on the
     /// driver thread as the verdict is made, so no revocation can fall between them.
     pub fn serve_stop(&self, token_id: TokenId, deadline: Instant) -> ServeStop {
-        let mut served = self.served.lock().unwrap_or_else(PoisonError::into_inner);
-        // Forget the switches of tokens with no stream left.
-        served.retain(|_, switch| switch.receiver_count() > 0);
-        let revoked = served
-            .entry(token_id)
-            .or_insert_with(|| watch::channel(false).0)
-            .subscribe();
-        ServeStop::new(deadline, revoked)
+        self.served.stop(token_id, deadline)
     }
 
     /// Ends every stream being served under `token_id` (it was revoked): no chunk is sent
     /// after this returns, and each ends with `Invalid`.
     pub fn end_served(&self, token_id: &TokenId) {
-        let switch = self
-            .served
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(token_id);
-        if let Some(switch) = switch {
-            switch.send_replace(true);
-        }
+        self.served.end(token_id);
     }
 
     /// Starts answering fetch streams.
@@ -191,6 +175,41 @@ impl Transfers {
         for handle in handles.into_iter().flatten() {
             handle.abort();
         }
+    }
+}
+
+/// Per token served here, the switch that ends its live streams. Only tokens with a live
+/// stream are kept: a later fetch under a revoked token is refused by the core, so it
+/// needs no switch.
+#[derive(Debug, Clone, Default)]
+struct ServedStreams(Arc<Mutex<BTreeMap<TokenId, watch::Sender<bool>>>>);
+
+impl ServedStreams {
+    fn stop(&self, token_id: TokenId, deadline: Instant) -> ServeStop {
+        let mut served = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // Forget the switches of tokens with no stream left.
+        served.retain(|_, switch| switch.receiver_count() > 0);
+        let revoked = served
+            .entry(token_id)
+            .or_insert_with(|| watch::channel(false).0)
+            .subscribe();
+        ServeStop::new(deadline, revoked)
+    }
+
+    fn end(&self, token_id: &TokenId) {
+        let switch = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(token_id);
+        if let Some(switch) = switch {
+            switch.send_replace(true);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 }
 
@@ -398,6 +417,49 @@ impl FetchTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(3600)
+    }
+
+    #[tokio::test]
+    async fn ending_a_token_stops_its_streams_and_no_other() {
+        let served = ServedStreams::default();
+        let token = TokenId::from_bytes([1; 16]);
+        let other = TokenId::from_bytes([2; 16]);
+        let first = served.stop(token, far());
+        let second = served.stop(token, far());
+        let unrelated = served.stop(other, far());
+        served.end(&token);
+        for stop in [first, second] {
+            let code = tokio::time::timeout(Duration::from_secs(1), stop.wait()).await;
+            assert_eq!(code, Ok(RejectCode::Invalid));
+        }
+        let still = tokio::time::timeout(Duration::from_millis(100), unrelated.wait()).await;
+        assert!(still.is_err(), "another token's stream was stopped");
+    }
+
+    #[tokio::test]
+    async fn a_stop_made_after_nothing_is_live_forgets_the_old_switches() {
+        let served = ServedStreams::default();
+        for n in 0..5u8 {
+            drop(served.stop(TokenId::from_bytes([n; 16]), far()));
+        }
+        let _live = served.stop(TokenId::from_bytes([9; 16]), far());
+        assert_eq!(served.len(), 1, "switches of finished streams are kept");
+    }
+
+    #[tokio::test]
+    async fn the_deadline_ends_a_stream_out_of_window_and_a_dropped_switch_does_not() {
+        let (switch, revoked) = watch::channel(false);
+        let stop = ServeStop::new(Instant::now() + Duration::from_millis(50), revoked);
+        // The daemon stopping drops the switch unflipped: that is no revocation.
+        drop(switch);
+        let code = tokio::time::timeout(Duration::from_secs(1), stop.wait()).await;
+        assert_eq!(code, Ok(RejectCode::OutOfWindow));
+        assert_eq!(why_cut(RejectCode::OutOfWindow), GrantEnd::Expired);
+        assert_eq!(why_cut(RejectCode::Invalid), GrantEnd::Revoked);
+    }
 
     #[test]
     fn serving_is_bounded_per_peer_and_in_total_and_slots_come_back() {
