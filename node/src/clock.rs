@@ -26,3 +26,13 @@ pub fn timestamp_of(time: SystemTime) -> Option<Timestamp> {
 pub fn system_time_of(at: Timestamp) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(at.as_unix_millis())
 }
+
+/// The tokio instant at which the wall clock, reading `now`, will read `at`: a deadline for
+/// a wall-clock time, taken once (later clock steps do not move it). `at` already past is
+/// now.
+pub fn deadline_of(now: Timestamp, at: Timestamp) -> tokio::time::Instant {
+    // Capped so that no timestamp can overflow the instant; tokens last at most 30 days.
+    const FAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    let wait = Duration::from_millis(at.as_unix_millis().saturating_sub(now.as_unix_millis()));
+    tokio::time::Instant::now() + wait.min(FAR)
+}

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use porchlight_core::audit::GrantEnd;
 use porchlight_core::{AuditEntry, AuditEvent, CoreError, Input, Node, Output};
 use porchlight_protocol::{
     AgreementPublic, AgreementSecret, ClipId, PeerId, RejectCode, RequestId, RequestTarget,
@@ -46,7 +47,7 @@ use crate::ledger::{IssuedToken, Ledger, OutgoingDetails, RequestsView, TokensVi
 use crate::mesh::{Mesh, MeshEvent};
 use crate::received::{ExportSelection, ReceivedStore};
 use crate::store::{CiphertextReader, Store};
-use crate::transfers::Transfers;
+use crate::transfers::{ServeStop, Transfers};
 
 /// How often received footage is checked for expiry independently of the core (which
 /// forgets a grant's timer across a restart only if its state file was lost).
@@ -92,6 +93,14 @@ pub enum DriverInput {
         token_id: TokenId,
         clip_id: ClipId,
         bytes: u64,
+    },
+    /// A served fetch was cut at its token's expiry or revocation, `bytes` into the clip.
+    FetchCut {
+        to: PeerId,
+        token_id: TokenId,
+        clip_id: ClipId,
+        bytes: u64,
+        why: GrantEnd,
     },
     /// A fetched clip is stored.
     ClipReceived {
@@ -171,6 +180,8 @@ pub enum FetchVerdict {
         reader: Box<CiphertextReader>,
         wrapped_key: WrappedFileKey,
         token_id: TokenId,
+        /// Ends the stream at the token's `not_after` or its revocation.
+        stop: ServeStop,
     },
     Reject(RejectCode),
     /// Close the stream without an answer, so the grantee tries again later rather than
@@ -638,6 +649,22 @@ impl Driver {
                 // The bytes left already: their record waits for the log, never lost.
                 self.record_fact(input);
             }
+            DriverInput::FetchCut {
+                to,
+                token_id,
+                clip_id,
+                bytes,
+                why,
+            } => {
+                // Like a completed fetch: the bytes left, so their record is never dropped.
+                self.record_fact(Input::FetchCut {
+                    to,
+                    token_id,
+                    clip_id,
+                    bytes,
+                    why,
+                });
+            }
             DriverInput::ClipReceived {
                 token_id,
                 clip_id,
@@ -677,7 +704,10 @@ impl Driver {
                     clip_id,
                     token_id,
                     grantee_key,
-                } if to == from => return self.open_for(clip_id, token_id, &grantee_key),
+                    not_after,
+                } if to == from => {
+                    return self.open_for(clip_id, token_id, &grantee_key, not_after);
+                }
                 Output::RejectFetch { to, code } if to == from => {
                     return FetchVerdict::Reject(code);
                 }
@@ -690,12 +720,14 @@ impl Driver {
 
     /// Opens the clip and wraps its file key to the grantee. A store failure answers the
     /// same `Invalid` as every other refusal after verification: the peer learns nothing
-    /// about the owner's disk.
+    /// about the owner's disk. The stream's stop is made here, on this thread, so a
+    /// revocation handled after this verdict reaches it.
     fn open_for(
         &self,
         clip_id: ClipId,
         token_id: TokenId,
         grantee_key: &AgreementPublic,
+        not_after: Timestamp,
     ) -> FetchVerdict {
         let opened = self
             .store
@@ -706,6 +738,9 @@ impl Driver {
                 reader: Box::new(reader),
                 wrapped_key: wrapped,
                 token_id,
+                stop: self
+                    .transfers
+                    .serve_stop(token_id, clock::deadline_of(self.now(), not_after)),
             },
             Err(err) => {
                 tracing::error!(clip = %clip_id, error = %err, "cannot open a granted clip to serve it");
@@ -941,6 +976,8 @@ impl Driver {
                 }
             }
             AuditEvent::Revoked { token_id, .. } => {
+                // No chunk leaves under a revoked token: end the streams it is serving.
+                self.transfers.end_served(token_id);
                 self.ledger.revoked(token_id);
                 for clip in self.ledger.issued_clips(token_id) {
                     let _ = self.store.unprotect(&clip);

@@ -17,11 +17,20 @@
 //! that keeps the code a straight loop and holds a runtime worker for about as long as a
 //! 64 KiB copy from the page cache, far less than moving the chunk through the network
 //! stack. A caller that expects a slow disk can run the whole fetch on a blocking thread.
+//!
+//! A stream being served ends early when its token expires or is revoked
+//! ([`send_clip_until`]'s stop): nothing is written once the stop has come, not even the
+//! rest of a chunk whose write a slow reader was holding up. Between chunks the stream ends
+//! with an explicit end frame and the refusal's code, which [`fetch_clip`] reads as a final
+//! [`FetchError::Rejected`]; part-way through a chunk it can only be dropped.
+
+use std::future::Future;
+use std::task::Poll;
 
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use porchlight_protocol::fetch::{
-    FRAME_PREFIX_LEN, MAX_CHUNK_FRAME_LEN, MAX_FETCH_REPLY_LEN, MAX_FETCH_REQUEST_LEN, frame_len,
-    frame_prefix,
+    END_OF_CHUNKS, FRAME_PREFIX_LEN, MAX_CHUNK_FRAME_LEN, MAX_FETCH_REPLY_LEN,
+    MAX_FETCH_REQUEST_LEN, frame_len, frame_prefix,
 };
 use porchlight_protocol::stream::SEALED_CHUNK_SIZE;
 use porchlight_protocol::{
@@ -213,12 +222,60 @@ pub async fn send_rejection<S: AsyncWrite + Unpin>(
 ///
 /// A `from_chunk` past the last chunk is refused with `Invalid`
 /// ([`FetchError::PastTheEnd`]); `from_chunk` equal to the chunk count sends the reply alone.
+/// [`send_clip_until`] is the same with a stop, which the daemon always uses.
 pub async fn send_clip<S: AsyncWrite + Unpin>(
     stream: &mut S,
     reader: &CiphertextReader,
     wrapped_key: WrappedFileKey,
     from_chunk: u64,
 ) -> Result<u64, FetchError> {
+    match send_clip_until(
+        stream,
+        reader,
+        wrapped_key,
+        from_chunk,
+        std::future::pending(),
+    )
+    .await?
+    {
+        Served::Complete { bytes } | Served::Stopped { bytes, .. } => Ok(bytes),
+    }
+}
+
+/// How a served fetch ended, when the stream did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// Every chunk went out and the stream is closed. `bytes`: the chunk bodies sent.
+    Complete { bytes: u64 },
+    /// The stop fired first, with `code`; no byte was written after it. `bytes`: the chunk
+    /// bodies handed to the stream by then, a partial chunk's included. When `reset`, a
+    /// chunk was abandoned part-way: the stream cannot be framed any more, so drop it (the
+    /// requester sees a broken stream, and its resume is refused with the same code).
+    /// Otherwise the stop came between chunks: end the stream with [`send_end`].
+    Stopped {
+        code: RejectCode,
+        bytes: u64,
+        reset: bool,
+    },
+}
+
+/// [`send_clip`], stopping early when `stop` resolves (the token expired or was revoked)
+/// with the reject code to end with. `stop` is checked before every chunk, and a write
+/// blocked on a slow reader is raced against it, so no chunk byte is written once it has
+/// resolved. After [`Served::Stopped`] the stream is left to the caller: [`send_end`]
+/// between chunks, a drop after a partial one.
+pub async fn send_clip_until<S, F>(
+    stream: &mut S,
+    reader: &CiphertextReader,
+    wrapped_key: WrappedFileKey,
+    from_chunk: u64,
+    stop: F,
+) -> Result<Served, FetchError>
+where
+    S: AsyncWrite + Unpin,
+    F: Future<Output = RejectCode>,
+{
+    let mut stop = std::pin::pin!(stop);
     let layout = reader.layout();
     if from_chunk > layout.chunk_count() {
         send_rejection(stream, RejectCode::Invalid).await?;
@@ -239,6 +296,14 @@ pub async fn send_clip<S: AsyncWrite + Unpin>(
         source,
     };
     for index in from_chunk..layout.chunk_count() {
+        // Before every chunk: a stop that has come ends the stream here, cleanly.
+        if let Some(code) = futures::FutureExt::now_or_never(stop.as_mut()) {
+            return Ok(Served::Stopped {
+                code,
+                bytes: sent,
+                reset: false,
+            });
+        }
         let len = reader
             .chunk_len(index)
             .and_then(|len| {
@@ -258,11 +323,91 @@ pub async fn send_clip<S: AsyncWrite + Unpin>(
         reader
             .read_chunk_into(index, &mut frame[FRAME_PREFIX_LEN..])
             .map_err(store_error)?;
-        stream.write_all(&frame).await?;
-        sent += len as u64;
+        match write_unless_stopped(stream, &frame, stop.as_mut()).await? {
+            Ok(()) => sent += len as u64,
+            Err((code, 0)) => {
+                return Ok(Served::Stopped {
+                    code,
+                    bytes: sent,
+                    reset: false,
+                });
+            }
+            Err((code, written)) => {
+                let body = written.saturating_sub(FRAME_PREFIX_LEN) as u64;
+                return Ok(Served::Stopped {
+                    code,
+                    bytes: sent + body,
+                    reset: true,
+                });
+            }
+        }
     }
     stream.close().await?;
-    Ok(sent)
+    Ok(Served::Complete { bytes: sent })
+}
+
+/// Writes all of `bytes` (never empty) unless `stop` resolves first. `stop` is polled before
+/// every write attempt, so once it has resolved nothing more is written. `Err((code, written))` says
+/// how many bytes had been written when it did.
+async fn write_unless_stopped<S, F>(
+    stream: &mut S,
+    bytes: &[u8],
+    mut stop: std::pin::Pin<&mut F>,
+) -> Result<Result<(), (RejectCode, usize)>, FetchError>
+where
+    S: AsyncWrite + Unpin,
+    F: Future<Output = RejectCode>,
+{
+    let mut written = 0;
+    std::future::poll_fn(|cx| {
+        loop {
+            // Done first: a chunk written whole counts as sent even if the stop came with
+            // its last byte; the next chunk's check ends the stream cleanly.
+            if written == bytes.len() {
+                return Poll::Ready(Ok(Ok(())));
+            }
+            if let Poll::Ready(code) = stop.as_mut().poll(cx) {
+                return Poll::Ready(Ok(Err((code, written))));
+            }
+            match std::pin::Pin::new(&mut *stream).poll_write(cx, &bytes[written..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(
+                        std::io::Error::from(std::io::ErrorKind::WriteZero).into()
+                    ));
+                }
+                Poll::Ready(Ok(n)) => written += n,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err.into())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    })
+    .await
+}
+
+/// Ends a stream that [`send_clip_until`] stopped between chunks: the end frame (length
+/// zero where a chunk frame is due), the `Rejected` reply that says why, then close
+/// (spec/wire.md#fetch-end). A reader that reads nothing can hold it up: bound it with a
+/// timeout.
+pub async fn send_end<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    code: RejectCode,
+) -> Result<(), FetchError> {
+    let reply = FetchReply::Rejected(code)
+        .encode()
+        .map_err(FetchError::Protocol)?;
+    let prefix = frame_prefix(reply.len()).ok_or(FetchError::TooLarge {
+        what: "frame",
+        len: reply.len(),
+        max: u32::MAX as usize,
+    })?;
+    // One write, as for every frame: the end frame, then the reply frame.
+    let mut out = Vec::with_capacity(2 * FRAME_PREFIX_LEN + reply.len());
+    out.extend_from_slice(&END_OF_CHUNKS);
+    out.extend_from_slice(&prefix);
+    out.extend_from_slice(&reply);
+    stream.write_all(&out).await?;
+    stream.close().await?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -274,7 +419,9 @@ pub async fn send_clip<S: AsyncWrite + Unpin>(
 /// the token's `grantee_key`) and every chunk is authenticated before the sink stores it;
 /// the clip id is checked when the last arrives. On `Ok` the sink is complete: call
 /// [`ReceivingClip::finish`]. On an `Io` error (a dropped connection) call this again with a
-/// new stream to resume; the sink keeps every chunk verified so far.
+/// new stream to resume; the sink keeps every chunk verified so far. `Rejected` is final,
+/// whether it came instead of the reply or after the chunks so far, when the owner ended
+/// the stream at the token's expiry or revocation (spec/wire.md#fetch-end).
 pub async fn fetch_clip<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     token: &[u8],
@@ -312,6 +459,11 @@ pub async fn fetch_clip<S: AsyncRead + AsyncWrite + Unpin>(
     let mut bytes_received = 0u64;
     for index in from_chunk..layout.chunk_count() {
         let len = read_frame_len(stream, MAX_CHUNK_FRAME_LEN, "chunk frame").await?;
+        if len == 0 {
+            // The owner ended the stream early (the token expired or was revoked,
+            // spec/wire.md#fetch-end): its reason follows, and it is final.
+            return Err(read_end(stream).await);
+        }
         let expected = layout
             .chunk_range(index)
             .map_or(0, |range| range.end - range.start);
@@ -341,4 +493,23 @@ pub async fn fetch_clip<S: AsyncRead + AsyncWrite + Unpin>(
         bytes_received,
         chunk_count: layout.chunk_count(),
     })
+}
+
+/// Reads the reply frame after an end frame: a `Rejected` code is the owner's final refusal;
+/// anything else breaks the protocol.
+async fn read_end<S: AsyncRead + Unpin>(stream: &mut S) -> FetchError {
+    let reply = match read_frame(stream, MAX_FETCH_REPLY_LEN, "fetch end reply").await {
+        Ok(reply) => reply,
+        Err(err) => return err,
+    };
+    match FetchReply::decode(&reply) {
+        Ok(FetchReply::Rejected(code)) => FetchError::Rejected(code),
+        Ok(FetchReply::Accepted(_)) => FetchError::Protocol(
+            DecodeError::Malformed {
+                what: "fetch end (an acceptance after the end frame)",
+            }
+            .into(),
+        ),
+        Err(err) => FetchError::Protocol(err),
+    }
 }

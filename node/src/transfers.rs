@@ -8,6 +8,13 @@
 //! the received store, resuming from the last whole chunk after a dropped connection, up to
 //! a few attempts; a refusal is final. Clip bytes flow between the store files and the
 //! stream on these tasks and never through the driver thread.
+//!
+//! A served stream carries a [`ServeStop`] from the verdict on: it fires at the token's
+//! `not_after` or when the driver ends the token's streams ([`Transfers::end_served`], once
+//! the revocation is recorded), whichever is first, and the stream ends there
+//! ([`send_clip_until`]) and is recorded as cut with the bytes that had left. The stop is
+//! made on the driver thread with the verdict, so a revocation handled after the verdict
+//! always reaches the stream, even one that has not started sending yet.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,18 +22,26 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::StreamProtocol;
+use porchlight_core::audit::GrantEnd;
+use porchlight_protocol::RejectCode;
 use porchlight_protocol::fetch::FETCH_PROTOCOL;
 use porchlight_protocol::{AgreementSecret, ConsentToken, PeerId, Signed, TokenId};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
 use crate::driver::{DriverHandle, DriverInput, FetchVerdict};
-use crate::fetch::{FetchError, fetch_clip, read_fetch_request, send_clip, send_rejection};
+use crate::fetch::{
+    FetchError, Served, fetch_clip, read_fetch_request, send_clip_until, send_end, send_rejection,
+};
 use crate::mesh::{from_libp2p, to_libp2p};
 use crate::received::{ReceivedError, ReceivedStore};
 
 /// How long an owner waits for a grantee's request frame.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the end of a cut stream may wait on a reader that does not read; then the
+/// stream is dropped (the grantee's resume is refused with the same code).
+const END_TIMEOUT: Duration = Duration::from_secs(10);
 /// Fetch streams an owner serves at once to one peer, and to everyone. A stream over the
 /// limit is closed unanswered; the grantee's resume-and-retry takes it up later.
 const SERVE_PER_PEER: usize = 4;
@@ -48,6 +63,7 @@ pub struct Transfers {
     received: ReceivedStore,
     runtime: tokio::runtime::Handle,
     tasks: Arc<Mutex<BTreeMap<TokenId, Vec<AbortHandle>>>>,
+    served: ServedStreams,
 }
 
 impl std::fmt::Debug for Transfers {
@@ -69,7 +85,21 @@ impl Transfers {
             received,
             runtime,
             tasks: Arc::new(Mutex::new(BTreeMap::new())),
+            served: ServedStreams::default(),
         }
+    }
+
+    /// The stop of a stream about to be served under `token_id`: at `deadline` (the token's
+    /// `not_after`) or at [`Transfers::end_served`], whichever comes first. Call it on the
+    /// driver thread as the verdict is made, so no revocation can fall between them.
+    pub fn serve_stop(&self, token_id: TokenId, deadline: Instant) -> ServeStop {
+        self.served.stop(token_id, deadline)
+    }
+
+    /// Ends every stream being served under `token_id` (it was revoked): no chunk is sent
+    /// after this returns, and each ends with `Invalid`.
+    pub fn end_served(&self, token_id: &TokenId) {
+        self.served.end(token_id);
     }
 
     /// Starts answering fetch streams.
@@ -148,6 +178,79 @@ impl Transfers {
     }
 }
 
+/// Per token served here, the switch that ends its live streams. Only tokens with a live
+/// stream are kept: a later fetch under a revoked token is refused by the core, so it
+/// needs no switch.
+#[derive(Debug, Clone, Default)]
+struct ServedStreams(Arc<Mutex<BTreeMap<TokenId, watch::Sender<bool>>>>);
+
+impl ServedStreams {
+    fn stop(&self, token_id: TokenId, deadline: Instant) -> ServeStop {
+        let mut served = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // Forget the switches of tokens with no stream left.
+        served.retain(|_, switch| switch.receiver_count() > 0);
+        let revoked = served
+            .entry(token_id)
+            .or_insert_with(|| watch::channel(false).0)
+            .subscribe();
+        ServeStop::new(deadline, revoked)
+    }
+
+    fn end(&self, token_id: &TokenId) {
+        let switch = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(token_id);
+        if let Some(switch) = switch {
+            switch.send_replace(true);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+/// When a served stream must end: at its token's `not_after`, or when the token is revoked.
+#[derive(Debug)]
+pub struct ServeStop {
+    deadline: Instant,
+    revoked: watch::Receiver<bool>,
+}
+
+impl ServeStop {
+    /// A stop at `deadline`, or once `revoked` reads `true`.
+    pub fn new(deadline: Instant, revoked: watch::Receiver<bool>) -> ServeStop {
+        ServeStop { deadline, revoked }
+    }
+
+    /// Resolves when the stream must end, with the code to end it with
+    /// (spec/wire.md#fetch-end): `OutOfWindow` at expiry, `Invalid` at revocation.
+    pub async fn wait(mut self) -> RejectCode {
+        let revoked = async {
+            // A switch dropped unflipped (the daemon stopping) is not a revocation.
+            if self.revoked.wait_for(|revoked| *revoked).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            () = revoked => RejectCode::Invalid,
+            () = tokio::time::sleep_until(self.deadline) => RejectCode::OutOfWindow,
+        }
+    }
+}
+
+/// Why a stop's code ended a grant, for the audit.
+fn why_cut(code: RejectCode) -> GrantEnd {
+    match code {
+        RejectCode::OutOfWindow => GrantEnd::Expired,
+        _ => GrantEnd::Revoked,
+    }
+}
+
 /// One fetch stream being served, counted per peer and in total while it lives.
 struct ServeSlot {
     serving: Arc<Mutex<BTreeMap<PeerId, usize>>>,
@@ -206,14 +309,36 @@ async fn serve_one(from: PeerId, mut stream: libp2p::Stream, driver: DriverHandl
             reader,
             wrapped_key,
             token_id,
-        } => match send_clip(&mut stream, &reader, wrapped_key, request.from_chunk).await {
-            Ok(bytes) => {
+            stop,
+        } => match send_clip_until(
+            &mut stream,
+            &reader,
+            wrapped_key,
+            request.from_chunk,
+            stop.wait(),
+        )
+        .await
+        {
+            Ok(Served::Complete { bytes }) => {
                 tracing::info!(peer = %from, clip = %request.clip_id, bytes, "clip served");
                 driver.send(DriverInput::FetchCompleted {
                     to: from,
                     token_id,
                     clip_id: request.clip_id,
                     bytes,
+                });
+            }
+            Ok(Served::Stopped { code, bytes, reset }) => {
+                tracing::info!(peer = %from, clip = %request.clip_id, token = %token_id, bytes, ?code, "a fetch was cut: its token expired or was revoked");
+                if !reset {
+                    let _ = tokio::time::timeout(END_TIMEOUT, send_end(&mut stream, code)).await;
+                }
+                driver.send(DriverInput::FetchCut {
+                    to: from,
+                    token_id,
+                    clip_id: request.clip_id,
+                    bytes,
+                    why: why_cut(code),
                 });
             }
             Err(err) => {
@@ -298,6 +423,49 @@ impl FetchTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(3600)
+    }
+
+    #[tokio::test]
+    async fn ending_a_token_stops_its_streams_and_no_other() {
+        let served = ServedStreams::default();
+        let token = TokenId::from_bytes([1; 16]);
+        let other = TokenId::from_bytes([2; 16]);
+        let first = served.stop(token, far());
+        let second = served.stop(token, far());
+        let unrelated = served.stop(other, far());
+        served.end(&token);
+        for stop in [first, second] {
+            let code = tokio::time::timeout(Duration::from_secs(1), stop.wait()).await;
+            assert_eq!(code, Ok(RejectCode::Invalid));
+        }
+        let still = tokio::time::timeout(Duration::from_millis(100), unrelated.wait()).await;
+        assert!(still.is_err(), "another token's stream was stopped");
+    }
+
+    #[tokio::test]
+    async fn a_stop_made_after_nothing_is_live_forgets_the_old_switches() {
+        let served = ServedStreams::default();
+        for n in 0..5u8 {
+            drop(served.stop(TokenId::from_bytes([n; 16]), far()));
+        }
+        let _live = served.stop(TokenId::from_bytes([9; 16]), far());
+        assert_eq!(served.len(), 1, "switches of finished streams are kept");
+    }
+
+    #[tokio::test]
+    async fn the_deadline_ends_a_stream_out_of_window_and_a_dropped_switch_does_not() {
+        let (switch, revoked) = watch::channel(false);
+        let stop = ServeStop::new(Instant::now() + Duration::from_millis(50), revoked);
+        // The daemon stopping drops the switch unflipped: that is no revocation.
+        drop(switch);
+        let code = tokio::time::timeout(Duration::from_secs(1), stop.wait()).await;
+        assert_eq!(code, Ok(RejectCode::OutOfWindow));
+        assert_eq!(why_cut(RejectCode::OutOfWindow), GrantEnd::Expired);
+        assert_eq!(why_cut(RejectCode::Invalid), GrantEnd::Revoked);
+    }
 
     #[test]
     fn serving_is_bounded_per_peer_and_in_total_and_slots_come_back() {

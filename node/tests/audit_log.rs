@@ -729,7 +729,7 @@ fn refusal_summaries_render_and_count_in_the_report() {
     assert!(
         report
             .to_string()
-            .contains("0 allowed, 0 completed, 5 refused, 19000 closed over a limit"),
+            .contains("0 allowed, 0 completed, 0 cut, 5 refused, 19000 closed over a limit"),
         "{report}"
     );
 
@@ -748,6 +748,49 @@ fn refusal_summaries_render_and_count_in_the_report() {
             "19000 more fetches refused for other peers (over limit) since 2023-11-14T22:13:20Z"
         ),
         "{line}"
+    );
+}
+
+#[test]
+fn a_cut_fetch_is_shown_and_its_bytes_count_as_released() {
+    let cut = AuditEvent::FetchCut {
+        token_id: token(1),
+        clip_id: clip(2),
+        peer: peer(3),
+        bytes: 131_104,
+        why: GrantEnd::Revoked,
+    };
+    let entries = chain_from(
+        None,
+        vec![
+            AuditEvent::FetchServed {
+                token_id: token(1),
+                clip_id: clip(2),
+                peer: peer(3),
+            },
+            cut.clone(),
+        ],
+    );
+    let record = SignedAuditRecord::sign(entries[1].clone(), &identity());
+    let json = serde_json::to_value(AuditRecordView::of(&record)).unwrap();
+    assert_eq!(json["event"]["type"], "fetch_cut");
+    assert_eq!(json["event"]["bytes"], 131_104);
+    assert_eq!(json["event"]["why"], "revoked");
+    let line = list_line(&record);
+    assert!(
+        line.contains("stopped sending clip 0202020202020202") && line.contains("131104 bytes"),
+        "{line}"
+    );
+
+    let report = TransparencyReport::from_entries(&entries, at(1000));
+    assert_eq!(report.released.fetches_cut, 1);
+    assert_eq!(report.released.fetches_completed, 0);
+    assert_eq!(report.released.bytes_released, 131_104);
+    assert_eq!(report.released.distinct_clips_released, 1);
+    let text = report.to_string();
+    assert!(
+        text.contains("1 allowed, 0 completed, 1 cut, 0 refused"),
+        "{text}"
     );
 }
 

@@ -13,11 +13,13 @@ use std::task::{Context, Poll};
 
 use futures::io::{AsyncRead, AsyncWrite, Cursor};
 use porchlight_node::fetch::{
-    FetchError, fetch_clip, read_fetch_request, send_clip, send_rejection,
+    FetchError, Served, fetch_clip, read_fetch_request, send_clip, send_clip_until, send_end,
+    send_rejection,
 };
 use porchlight_node::received::{ExportSelection, ReceivedError, ReceivedStore};
 use porchlight_node::recording::Segment;
 use porchlight_node::store::{Store, StoreConfig, StoreError};
+use porchlight_node::transfers::ServeStop;
 use porchlight_protocol::fetch::{FetchAccepted, FetchReply, frame_prefix};
 use porchlight_protocol::stream::{CHUNK_SIZE, ChunkLayout, SEALED_CHUNK_SIZE};
 use porchlight_protocol::{
@@ -98,6 +100,10 @@ struct World {
 
 impl World {
     fn new() -> World {
+        World::with_video(video())
+    }
+
+    fn with_video(video: Vec<u8>) -> World {
         let dir = tempfile::tempdir().expect("tempdir");
         let owner_store = Store::open(
             dir.path().join("owner"),
@@ -105,7 +111,6 @@ impl World {
             StoreConfig::default(),
         )
         .expect("owner store opens");
-        let video = video();
         let record = owner_store
             .add_segment(&Segment {
                 camera: "porch".into(),
@@ -1007,4 +1012,306 @@ async fn a_clip_outside_the_token_and_a_second_receiver_are_refused() {
         world.received.begin(&world.token, &world.clip_id),
         Err(ReceivedError::AlreadyReceived { .. })
     ));
+}
+
+// ------------------------------------------------------------------------------------------
+// Ending a stream early: expiry and revocation (spec/wire.md#fetch-end)
+// ------------------------------------------------------------------------------------------
+
+/// The owner's side of a stream that flips a revocation switch once `after` bytes have gone
+/// through: a revocation that lands between two chunks.
+struct RevokesAfter<S> {
+    inner: S,
+    after: usize,
+    written: usize,
+    switch: tokio::sync::watch::Sender<bool>,
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for RevokesAfter<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = poll {
+            this.written += n;
+            if this.written >= this.after {
+                this.switch.send_replace(true);
+            }
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for RevokesAfter<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+/// A stop that never fires on its own: `(stop, switch)`, the switch kept to revoke with.
+fn revocable_stop(deadline: tokio::time::Instant) -> (ServeStop, tokio::sync::watch::Sender<bool>) {
+    let (switch, revoked) = tokio::sync::watch::channel(false);
+    (ServeStop::new(deadline, revoked), switch)
+}
+
+fn far_deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + std::time::Duration::from_secs(3600)
+}
+
+/// The owner's end with a stop: read the request, serve until `stop`, end the stream.
+async fn serve_until<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    world: &World,
+    stop: ServeStop,
+) -> Result<Served, FetchError> {
+    let request = read_fetch_request(stream).await?;
+    let reader = world
+        .owner_store
+        .read_ciphertext(&request.clip_id)
+        .expect("reader");
+    let wrapped = world
+        .owner_store
+        .wrap_key_for(&request.clip_id, &world.reply_secret.public())
+        .expect("wrap");
+    let served = send_clip_until(stream, &reader, wrapped, request.from_chunk, stop.wait()).await?;
+    if let Served::Stopped {
+        code, reset: false, ..
+    } = served
+    {
+        send_end(stream, code).await?;
+    }
+    Ok(served)
+}
+
+#[tokio::test]
+async fn a_revocation_between_chunks_ends_the_stream_with_a_final_invalid() {
+    let world = World::new();
+    let token_bytes = world.token.to_bytes();
+    let reply_frame_len = {
+        let bytes = world.owner_bytes(0).await;
+        4 + u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize
+    };
+    // The revocation lands as chunk 1 has gone out whole.
+    let (stop, switch) = revocable_stop(far_deadline());
+    let (mut client, server) = tcp_pair().await;
+    let mut server = RevokesAfter {
+        inner: server,
+        after: reply_frame_len + 2 * (4 + SEALED_CHUNK_SIZE),
+        written: 0,
+        switch,
+    };
+    let mut sink = world.received.begin(&world.token, &world.clip_id).unwrap();
+    let (served, fetched) = tokio::join!(
+        serve_until(&mut server, &world, stop),
+        fetch_clip(&mut client, &token_bytes, &world.reply_secret, &mut sink),
+    );
+    assert_eq!(
+        served.expect("served until the stop"),
+        Served::Stopped {
+            code: RejectCode::Invalid,
+            bytes: 2 * SEALED_CHUNK_SIZE as u64,
+            reset: false,
+        }
+    );
+    assert!(
+        matches!(fetched, Err(FetchError::Rejected(RejectCode::Invalid))),
+        "the end is a final refusal, not a broken stream: {fetched:?}"
+    );
+    assert_eq!(sink.next_chunk(), 2, "no chunk after the revocation");
+    assert!(!sink.is_complete());
+}
+
+#[tokio::test]
+async fn a_write_blocked_on_a_slow_reader_is_abandoned_at_expiry() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use futures::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Counts the bytes the owner's stream accepted.
+    struct Counted<S> {
+        inner: S,
+        written: Arc<AtomicUsize>,
+    }
+    impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let this = &mut *self;
+            let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
+            if let Poll::Ready(Ok(n)) = poll {
+                this.written.fetch_add(n, Ordering::SeqCst);
+            }
+            poll
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_close(cx)
+        }
+    }
+    impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    // 2 MiB, far more than the small socket buffers below hold.
+    let mut video = vec![0u8; 2 << 20];
+    OsRng.fill_bytes(&mut video);
+    let world = World::with_video(video);
+    let ciphertext_len = world
+        .owner_store
+        .read_ciphertext(&world.clip_id)
+        .unwrap()
+        .layout()
+        .ciphertext_len();
+
+    // A TCP connection with small buffers, so the owner blocks as soon as the reader stops.
+    let listener = tokio::net::TcpSocket::new_v4().unwrap();
+    listener.set_send_buffer_size(16 * 1024).unwrap();
+    listener.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = listener.listen(1).unwrap();
+    let client = tokio::net::TcpSocket::new_v4().unwrap();
+    client.set_recv_buffer_size(16 * 1024).unwrap();
+    let (client, server) = tokio::join!(
+        client.connect(listener.local_addr().unwrap()),
+        listener.accept()
+    );
+    let mut client = Tcp(client.unwrap());
+    let written = Arc::new(AtomicUsize::new(0));
+    let mut server = Counted {
+        inner: Tcp(server.unwrap().0),
+        written: written.clone(),
+    };
+
+    // The reader sends its request and then reads nothing until well after the expiry.
+    let request = porchlight_protocol::FetchRequest {
+        token: world.token.to_bytes(),
+        clip_id: world.clip_id,
+        from_chunk: 0,
+    }
+    .encode()
+    .unwrap();
+    client.write_all(&frame(&request)).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+    let (stop, _switch) = revocable_stop(deadline);
+    let owner = tokio::spawn(async move {
+        let served = serve_until(&mut server, &world, stop).await;
+        drop(server);
+        (served, world)
+    });
+    tokio::time::sleep_until(deadline).await;
+    let at_expiry = written.load(Ordering::SeqCst);
+    let (served, _world) = tokio::time::timeout(Duration::from_secs(5), owner)
+        .await
+        .expect("the blocked write was abandoned at expiry, not left to finish")
+        .unwrap();
+    let served = served.expect("served until the stop");
+    let Served::Stopped { code, bytes, .. } = served else {
+        panic!("the stream ran to its end: {served:?}");
+    };
+    assert_eq!(code, RejectCode::OutOfWindow);
+    assert!(bytes < ciphertext_len, "{bytes} of {ciphertext_len}");
+    assert_eq!(
+        written.load(Ordering::SeqCst),
+        at_expiry,
+        "nothing was written after the expiry"
+    );
+
+    // Now the reader reads everything there is: only what had left before the expiry.
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut received))
+        .await
+        .expect("the stream ends");
+    let written = written.load(Ordering::SeqCst);
+    assert_eq!(
+        received.len(),
+        written,
+        "every byte written arrived, and no more"
+    );
+    assert!(
+        (received.len() as u64) < ciphertext_len,
+        "no chunk after the expiry: {} bytes of a {ciphertext_len}-byte clip",
+        received.len()
+    );
+}
+
+#[tokio::test]
+async fn an_end_frame_is_read_as_a_final_refusal_and_anything_else_after_it_is_refused() {
+    let world = World::new();
+    let token_bytes = world.token.to_bytes();
+    let full = world.owner_bytes(0).await;
+    let two_chunks = chunk_body_offset(&full, 2) - 4;
+    // The end frame is a zero length where a chunk frame is due (written out here, as the
+    // spec gives it, rather than through the constant).
+    let end = [0u8; 4];
+    let ended = |after: &[u8]| {
+        let mut bytes = full[..two_chunks].to_vec();
+        bytes.extend_from_slice(&end);
+        bytes.extend_from_slice(after);
+        bytes
+    };
+    let rejected = FetchReply::Rejected(RejectCode::OutOfWindow)
+        .encode()
+        .unwrap();
+
+    let mut sink = world.received.begin(&world.token, &world.clip_id).unwrap();
+    let mut stream = Scripted::new(ended(&frame(&rejected)));
+    let result = fetch_clip(&mut stream, &token_bytes, &world.reply_secret, &mut sink).await;
+    assert!(
+        matches!(result, Err(FetchError::Rejected(RejectCode::OutOfWindow))),
+        "{result:?}"
+    );
+    assert_eq!(sink.next_chunk(), 2);
+    drop(sink);
+
+    // Resuming from chunk 2: an end frame right after the reply, followed by an
+    // acceptance, by garbage, or by nothing.
+    let reply_frame = &full[..chunk_body_offset(&full, 0) - 4];
+    let resumed = |after: &[u8]| {
+        let mut bytes = reply_frame.to_vec();
+        bytes.extend_from_slice(&end);
+        bytes.extend_from_slice(after);
+        bytes
+    };
+    for (after, what) in [
+        (reply_frame.to_vec(), "an acceptance"),
+        (frame(b"\x07garbage"), "garbage"),
+    ] {
+        let mut sink = world.received.begin(&world.token, &world.clip_id).unwrap();
+        assert_eq!(sink.next_chunk(), 2);
+        let mut stream = Scripted::new(resumed(&after));
+        let result = fetch_clip(&mut stream, &token_bytes, &world.reply_secret, &mut sink).await;
+        assert!(
+            matches!(result, Err(FetchError::Protocol(_))),
+            "{what}: {result:?}"
+        );
+    }
+    let mut sink = world.received.begin(&world.token, &world.clip_id).unwrap();
+    let mut stream = Scripted::new(resumed(&[]));
+    let result = fetch_clip(&mut stream, &token_bytes, &world.reply_secret, &mut sink).await;
+    assert!(matches!(result, Err(FetchError::Io(_))), "{result:?}");
 }

@@ -1003,3 +1003,259 @@ fn a_flood_of_junk_fetch_streams_leaves_the_owners_audit_log_bounded() {
     );
     audit_verifies(&home);
 }
+
+/// How a slow fetch stream ended, as the grantee saw it.
+struct SlowFetch {
+    home: Peer,
+    /// Holds the home's data dir; dropped after the home has stopped.
+    _root: tempfile::TempDir,
+    ciphertext_len: u64,
+    /// Chunk bytes of the chunks that arrived whole.
+    received: u64,
+    /// The code after the end frame, if the stream ended with one (it may be reset instead
+    /// when the owner stopped part-way through a chunk).
+    end: Option<porchlight_protocol::RejectCode>,
+}
+
+/// A home holding one 4 MiB clip grants it to a bare libp2p grantee (`approve`: arguments to
+/// `requests approve`), which opens the fetch stream, reads the reply and one chunk, then
+/// stops reading while `meanwhile` runs (a revocation, or waiting out the token), and only
+/// then reads whatever the home still sends.
+fn fetch_slowly(approve: &[&str], meanwhile: impl FnOnce(&Peer, &str)) -> SlowFetch {
+    use futures::io::{AsyncReadExt, AsyncWriteExt};
+    use porchlight_node::data_dir::DataDir;
+    use porchlight_node::keys::NodeKeys;
+    use porchlight_node::mesh::MeshEvent;
+    use porchlight_node::store::{Store, StoreConfig};
+    use porchlight_protocol::fetch::{FETCH_PROTOCOL, FetchReply, FetchRequest, frame_prefix};
+    use porchlight_protocol::{
+        AgreementSecret, DecisionOutcome, FootageRequest, OwnerDecision, RequestId, RequestTarget,
+        Signed, SigningIdentity, TimeWindow, Timestamp,
+    };
+    use rand_core::{OsRng, RngCore};
+
+    let root = tempfile::tempdir().expect("temp dir");
+    let (dir, _) = Peer::init(root.path(), "home");
+    // The clip goes into the store before the daemon starts; no camera adds others.
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64;
+    let mut footage = vec![0u8; 4 << 20];
+    OsRng.fill_bytes(&mut footage);
+    let keys = NodeKeys::load(&DataDir::at(&dir)).expect("init wrote the keys");
+    let store = Store::open(&dir, keys.vault, StoreConfig::default()).expect("the store opens");
+    let record = store
+        .import(
+            &footage[..],
+            "porch",
+            Timestamp::from_unix_millis(now_ms - 120_000),
+            Timestamp::from_unix_millis(now_ms - 60_000),
+        )
+        .expect("the clip is stored");
+    drop(store);
+    let ciphertext_len =
+        porchlight_protocol::stream::ChunkLayout::for_plaintext_len(footage.len() as u64)
+            .ciphertext_len();
+    let home = Peer::start(dir, &["--camera", "none"]);
+    let (home_peer, home_address) = dialable(&home);
+
+    let grantee = SigningIdentity::generate(&mut OsRng);
+    let reply_secret = AgreementSecret::generate(&mut OsRng);
+    let mut nonce = [0u8; 16];
+    OsRng.fill_bytes(&mut nonce);
+    let request = Signed::sign(
+        FootageRequest {
+            requester: grantee.peer_id(),
+            target: RequestTarget::Peer(home_peer),
+            window: TimeWindow {
+                from: Timestamp::from_unix_millis(now_ms - 600_000),
+                to: Timestamp::from_unix_millis(now_ms),
+            },
+            reason: "who took the parcel".into(),
+            case_number: None,
+            access_ms: 3_600_000,
+            nonce,
+            issued_at: Timestamp::from_unix_millis(now_ms),
+            reply_key: reply_secret.public(),
+            credential_chain: Vec::new(),
+        },
+        &grantee,
+    )
+    .expect("a valid request");
+    let request_id = RequestId::of(&request).to_string();
+
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let (frames, inbox) = std::sync::mpsc::channel();
+    runtime.block_on(async {
+        let (mesh, _task) = porchlight_node::mesh::Mesh::start(
+            porchlight_node::mesh::MeshConfig {
+                identity_secret: grantee.to_secret_bytes(),
+                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")],
+                bootstrap: Vec::new(),
+                relay_server: false,
+                mdns: false,
+                cells: Default::default(),
+                peer_book: root.path().join("grantee-peers.json"),
+            },
+            move |event| {
+                let MeshEvent::Frame { bytes, .. } = event;
+                let _ = frames.send(bytes);
+            },
+        )
+        .expect("the grantee's swarm starts");
+        mesh.add_address(home_peer, home_address);
+        mesh.send(home_peer, request.to_bytes());
+        let token_id = tokio::task::block_in_place(|| {
+            wait_for(Duration::from_secs(30), "the prompt", || {
+                home.incoming(&request_id)
+            });
+            let granted = json(
+                home.cmd()
+                    .args(["requests", "approve", &request_id, "--clips"])
+                    .arg(record.clip_id.to_string())
+                    .args(approve),
+            );
+            granted["id"].as_str().expect("token id").to_owned()
+        });
+        let token = tokio::task::block_in_place(|| {
+            wait_for(Duration::from_secs(30), "the grant", || {
+                let bytes = inbox.try_recv().ok()?;
+                let decision = Signed::<OwnerDecision>::verify_untimed(&bytes).ok()?;
+                match decision.into_body().outcome {
+                    DecisionOutcome::Grant { token } => Some(token),
+                    DecisionOutcome::Deny { .. } => None,
+                }
+            })
+        });
+
+        let mut stream = mesh
+            .control()
+            .open_stream(
+                home_peer_libp2p(&home),
+                libp2p::StreamProtocol::new(FETCH_PROTOCOL),
+            )
+            .await
+            .expect("the fetch stream opens");
+        let request = FetchRequest {
+            token,
+            clip_id: record.clip_id,
+            from_chunk: 0,
+        }
+        .encode()
+        .expect("a request");
+        let mut framed = frame_prefix(request.len()).expect("small").to_vec();
+        framed.extend_from_slice(&request);
+        stream.write_all(&framed).await.expect("request sent");
+        stream.flush().await.expect("request sent");
+
+        async fn read_frame(stream: &mut libp2p::Stream) -> std::io::Result<Vec<u8>> {
+            let mut prefix = [0u8; 4];
+            stream.read_exact(&mut prefix).await?;
+            let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
+            stream.read_exact(&mut body).await?;
+            Ok(body)
+        }
+        let reply = read_frame(&mut stream).await.expect("the reply");
+        let Ok(FetchReply::Accepted(accepted)) = FetchReply::decode(&reply) else {
+            panic!("the fetch was not accepted");
+        };
+        assert_eq!(accepted.ciphertext_len, ciphertext_len);
+        let mut received = read_frame(&mut stream).await.expect("chunk 0").len() as u64;
+
+        // The grantee stops reading; the home fills the stream's window and blocks.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::task::block_in_place(|| meanwhile(&home, &token_id));
+
+        // Then it reads everything the home still sends.
+        let mut end = None;
+        while let Ok(body) = read_frame(&mut stream).await {
+            if body.is_empty() {
+                let reply = read_frame(&mut stream).await.expect("the end's reply");
+                match FetchReply::decode(&reply) {
+                    Ok(FetchReply::Rejected(code)) => end = Some(code),
+                    other => panic!("an end frame followed by {other:?}"),
+                }
+                let mut rest = Vec::new();
+                let _ = stream.read_to_end(&mut rest).await;
+                assert!(rest.is_empty(), "bytes after the end: {}", rest.len());
+                break;
+            }
+            received += body.len() as u64;
+        }
+        SlowFetch {
+            home,
+            _root: root,
+            ciphertext_len,
+            received,
+            end,
+        }
+    })
+}
+
+fn home_peer_libp2p(home: &Peer) -> libp2p::PeerId {
+    home.peer_id.parse().expect("a libp2p peer id")
+}
+
+/// The home's `fetch_cut` audit entry once it is there: (bytes, why).
+fn fetch_cut_entry(home: &Peer) -> (u64, String) {
+    wait_for(Duration::from_secs(30), "the fetch_cut entry", || {
+        let list = json(home.cmd().args(["audit", "list"]));
+        list.as_array()?
+            .iter()
+            .map(|entry| &entry["event"])
+            .find(|event| event["type"] == "fetch_cut")
+            .map(|event| {
+                (
+                    event["bytes"].as_u64().expect("bytes"),
+                    event["why"].as_str().expect("why").to_owned(),
+                )
+            })
+    })
+}
+
+#[test]
+fn a_slow_grantee_gets_no_chunk_after_the_revocation_and_the_cut_is_recorded() {
+    let fetch = fetch_slowly(&["--for", "1h"], |home, token_id| {
+        run_ok(home.cmd().args(["tokens", "revoke", token_id]));
+    });
+    // Only what had left before the revocation arrived: the window in flight, far from
+    // the whole clip.
+    assert!(
+        fetch.received < fetch.ciphertext_len / 2,
+        "{} of {} bytes arrived after a revocation that came after the first chunk",
+        fetch.received,
+        fetch.ciphertext_len
+    );
+    if let Some(code) = fetch.end {
+        assert_eq!(code, porchlight_protocol::RejectCode::Invalid);
+    }
+    let (bytes, why) = fetch_cut_entry(&fetch.home);
+    assert_eq!(why, "revoked");
+    assert!(
+        fetch.received <= bytes && bytes < fetch.ciphertext_len,
+        "the cut entry says {bytes} bytes left; {} arrived whole",
+        fetch.received
+    );
+    audit_verifies(&fetch.home);
+}
+
+#[test]
+fn a_slow_grantee_gets_no_chunk_after_the_token_expires_and_the_cut_is_recorded() {
+    let fetch = fetch_slowly(&["--for", "4s"], |_, _| {
+        std::thread::sleep(Duration::from_secs(5));
+    });
+    assert!(
+        fetch.received < fetch.ciphertext_len / 2,
+        "{} of {} bytes arrived after the token expired",
+        fetch.received,
+        fetch.ciphertext_len
+    );
+    if let Some(code) = fetch.end {
+        assert_eq!(code, porchlight_protocol::RejectCode::OutOfWindow);
+    }
+    let (bytes, why) = fetch_cut_entry(&fetch.home);
+    assert_eq!(why, "expired");
+    assert!(fetch.received <= bytes && bytes < fetch.ciphertext_len);
+    audit_verifies(&fetch.home);
+}

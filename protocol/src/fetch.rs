@@ -6,6 +6,8 @@
 //! requester -> owner   frame(FetchRequest)                  token, clip id, from_chunk
 //! owner -> requester   frame(FetchReply)                    Accepted { header, wrapped key, lengths } | Rejected(code)
 //! owner -> requester   frame(chunk from_chunk) ... frame(chunk n - 1), then the owner closes
+//!                      or, when the token expires or is revoked mid-stream, between chunks:
+//! owner -> requester   END_OF_CHUNKS || frame(FetchReply::Rejected(code)), then the owner closes
 //! frame                = length: u32 big-endian || that many bytes
 //! ```
 //!
@@ -41,6 +43,9 @@ pub const MAX_FETCH_REQUEST_LEN: usize = 8 + MAX_FETCH_TOKEN_LEN + 32 + 8;
 pub const MAX_FETCH_REPLY_LEN: usize = 4 + 8 + MAX_HEADER_LEN + 32 + WRAPPED_KEY_LEN + 8 + 8;
 /// Largest chunk frame: one sealed STREAM chunk (64 KiB and its tag).
 pub const MAX_CHUNK_FRAME_LEN: usize = SEALED_CHUNK_SIZE;
+/// The end frame: a zero length where a chunk frame is due (a sealed chunk is never empty,
+/// it holds at least its tag). A `Rejected` reply frame follows it (spec/wire.md#fetch-end).
+pub const END_OF_CHUNKS: [u8; FRAME_PREFIX_LEN] = [0; FRAME_PREFIX_LEN];
 
 /// What a grantee asks for: one clip under one token, from a chunk index on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -163,6 +163,15 @@ pub enum AuditEvent {
         verified: u64,
         last_hash: [u8; 32],
     },
+    /// The owner side ended a stream to `peer` before the clip's end because its token
+    /// expired or was revoked: `bytes` had left this home by then.
+    FetchCut {
+        token_id: TokenId,
+        clip_id: ClipId,
+        peer: PeerId,
+        bytes: u64,
+        why: GrantEnd,
+    },
 }
 
 /// One link of the chain.
@@ -204,6 +213,7 @@ impl AuditEntry {
     /// | 11 | `FetchCompleted` | token id 16, clip id 32, peer 32, bytes u64 |
     /// | 12 | `ClipReceived` | token id 16, clip id 32, bytes u64 |
     /// | 13 | `FetchRefusalsCounted` | since 8, peers 1 (1 one peer, 2 others), peer 32 (zero for others), cause 1 (1 rejected, 2 over a limit), reject code 1 (1..=5; 0 for over a limit), count u64 |
+    /// | 14 | `FetchCut` | token id 16, clip id 32, peer 32, bytes u64, why 1 (1 expired, 2 revoked) |
     /// | 15 | `LogSetAside` | verified u64, last hash 32 |
     pub fn canonical_bytes(
         seq: u64,
@@ -550,6 +560,36 @@ fn encode_event(out: &mut Vec<u8>, event: &AuditEvent) {
             out.extend_from_slice(&verified.to_be_bytes());
             out.extend_from_slice(last_hash);
         }
+        AuditEvent::FetchCut {
+            token_id,
+            clip_id,
+            peer,
+            bytes,
+            why,
+        } => {
+            out.push(14);
+            out.extend_from_slice(token_id.as_bytes());
+            out.extend_from_slice(clip_id.as_bytes());
+            out.extend_from_slice(peer.public_key_bytes());
+            out.extend_from_slice(&bytes.to_be_bytes());
+            out.push(grant_end_byte(*why));
+        }
+    }
+}
+
+/// `GrantEnd`'s byte, as in `GrantEnded` (tag 10).
+fn grant_end_byte(why: GrantEnd) -> u8 {
+    match why {
+        GrantEnd::Expired => 1,
+        GrantEnd::Revoked => 2,
+    }
+}
+
+fn grant_end_of(byte: u8) -> Result<GrantEnd, AuditDecodeError> {
+    match byte {
+        1 => Ok(GrantEnd::Expired),
+        2 => Ok(GrantEnd::Revoked),
+        byte => Err(AuditDecodeError::BadValue { field: "why", byte }),
     }
 }
 
@@ -696,6 +736,13 @@ fn decode_event(reader: &mut Reader<'_>) -> Result<AuditEvent, AuditDecodeError>
         15 => AuditEvent::LogSetAside {
             verified: reader.u64()?,
             last_hash: reader.take()?,
+        },
+        14 => AuditEvent::FetchCut {
+            token_id: reader.token_id()?,
+            clip_id: reader.clip_id()?,
+            peer: reader.peer()?,
+            bytes: reader.u64()?,
+            why: grant_end_of(reader.u8()?)?,
         },
         tag => return Err(AuditDecodeError::UnknownEvent(tag)),
     };
@@ -1021,6 +1068,17 @@ mod tests {
                 cause: FetchRefusalCause::Rejected(RejectCode::Unauthenticated),
                 count: 19_999,
             },
+            AuditEvent::FetchCut {
+                token_id,
+                clip_id,
+                peer: peer(5),
+                bytes: 3 * 65_552,
+                why: GrantEnd::Revoked,
+            },
+            AuditEvent::LogSetAside {
+                verified: 7,
+                last_hash: [6; 32],
+            },
         ]
     }
 
@@ -1033,13 +1091,11 @@ mod tests {
 
     #[test]
     fn every_event_round_trips_with_its_hash() {
-        for (index, event) in every_event().into_iter().enumerate() {
+        let tags: Vec<u8> = (1..=15).collect();
+        assert_eq!(every_event().len(), tags.len(), "one event per tag");
+        for (event, tag) in every_event().into_iter().zip(tags) {
             let bytes = encoded(&event);
-            assert_eq!(
-                usize::from(bytes[TAG_AT]),
-                index + 1,
-                "tags are 1..=13 in order"
-            );
+            assert_eq!(bytes[TAG_AT], tag, "tags in order");
             let entry = AuditEntry::from_canonical_bytes(&bytes).unwrap();
             assert_eq!(entry.event, event);
             assert_eq!((entry.seq, entry.prev_hash), (9, [8; 32]));
@@ -1079,6 +1135,31 @@ mod tests {
         expected.extend_from_slice(&[3; 32]);
         expected.extend_from_slice(&7u64.to_be_bytes());
         assert_eq!(&bytes[TAG_AT..], &expected[..]);
+
+        let bytes = encoded(&AuditEvent::FetchCut {
+            token_id,
+            clip_id,
+            peer: peer(5),
+            bytes: 0x0304,
+            why: GrantEnd::Expired,
+        });
+        let mut expected = vec![14];
+        expected.extend_from_slice(&[2; 16]);
+        expected.extend_from_slice(&[3; 32]);
+        expected.extend_from_slice(&[5; 32]);
+        expected.extend_from_slice(&0x0304u64.to_be_bytes());
+        expected.push(1);
+        assert_eq!(&bytes[TAG_AT..], &expected[..]);
+        // A why that is neither expired nor revoked does not decode.
+        let mut bytes = bytes;
+        *bytes.last_mut().unwrap() = 3;
+        assert_eq!(
+            AuditEntry::from_canonical_bytes(&bytes),
+            Err(AuditDecodeError::BadValue {
+                field: "why",
+                byte: 3
+            })
+        );
     }
 
     #[test]
@@ -1145,12 +1226,7 @@ mod tests {
 
     #[test]
     fn an_entry_tells_its_own_length() {
-        let mut events = every_event();
-        events.push(AuditEvent::LogSetAside {
-            verified: 3,
-            last_hash: [4; 32],
-        });
-        for event in events {
+        for event in every_event() {
             let bytes = encoded(&event);
             let mut longer = bytes.clone();
             longer.extend_from_slice(b"porchlight/v1/audit-entry and more");
@@ -1222,7 +1298,7 @@ mod tests {
     #[test]
     fn unknown_tags_and_codes_are_rejected() {
         let mut bytes = encoded(&every_event()[1]);
-        for tag in [0, 14, 255] {
+        for tag in [0, 16, 255] {
             bytes[TAG_AT] = tag;
             assert_eq!(
                 AuditEntry::from_canonical_bytes(&bytes),
@@ -1454,6 +1530,28 @@ mod tests {
                             count,
                         }
                     }),
+                (
+                    arb_token(),
+                    arb_clip(),
+                    arb_peer(),
+                    any::<u64>(),
+                    prop_oneof![Just(GrantEnd::Expired), Just(GrantEnd::Revoked)]
+                )
+                    .prop_map(|(token_id, clip_id, peer, bytes, why)| {
+                        AuditEvent::FetchCut {
+                            token_id,
+                            clip_id,
+                            peer,
+                            bytes,
+                            why,
+                        }
+                    }),
+                (any::<u64>(), any::<[u8; 32]>()).prop_map(|(verified, last_hash)| {
+                    AuditEvent::LogSetAside {
+                        verified,
+                        last_hash,
+                    }
+                }),
             ]
         }
 
@@ -1486,7 +1584,7 @@ mod tests {
             #[test]
             fn arbitrary_bodies_after_a_valid_prefix_never_panic(
                 header in proptest::collection::vec(any::<u8>(), 48),
-                tag in 0u8..=14,
+                tag in 0u8..=16,
                 body in proptest::collection::vec(any::<u8>(), 0..200),
             ) {
                 // Past the domain, so the decoder reaches every event's fields.

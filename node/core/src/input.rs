@@ -11,6 +11,8 @@ use porchlight_protocol::{
     ClipId, PeerId, RequestId, RequestTarget, TimeWindow, Timestamp, TokenId,
 };
 
+use crate::audit::GrantEnd;
+
 /// One event or command for [`crate::Node::handle`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
@@ -58,14 +60,25 @@ pub enum Input {
         access: Duration,
     },
     /// The shell finished streaming a clip it was told to serve ([`crate::Output::ServeFetch`]):
-    /// `bytes` of it went to `to`. Recorded in the audit log if this node issued the token
-    /// (a token it never issued, or has since forgotten, is ignored); charged to the fetch
-    /// byte budgets ([`crate::FetchLimits`]) either way.
+    /// `bytes` of it went to `to`. Always recorded in the audit log, even for a token the
+    /// node has since forgotten (its window closed while the stream ran): bytes that left
+    /// are never left out of the record. Charged to the fetch byte budgets
+    /// ([`crate::FetchLimits`]).
     FetchCompleted {
         to: PeerId,
         token_id: TokenId,
         clip_id: ClipId,
         bytes: u64,
+    },
+    /// The shell ended a stream it was serving before the clip's end, because the token
+    /// expired or was revoked: `bytes` of it had gone to `to`. Always recorded, like
+    /// [`Input::FetchCompleted`].
+    FetchCut {
+        to: PeerId,
+        token_id: TokenId,
+        clip_id: ClipId,
+        bytes: u64,
+        why: GrantEnd,
     },
     /// The requester side stored a clip it fetched under a grant it holds. Recorded in the
     /// audit log; a token with no live grant here is a caller mistake.

@@ -266,6 +266,16 @@ impl Node {
                 self.on_fetch_completed(to, token_id, clip_id, bytes);
                 Ok(())
             }
+            Input::FetchCut {
+                to,
+                token_id,
+                clip_id,
+                bytes,
+                why,
+            } => {
+                self.on_fetch_cut(to, token_id, clip_id, bytes, why);
+                Ok(())
+            }
             Input::ClipReceived {
                 token_id,
                 clip_id,

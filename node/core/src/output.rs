@@ -36,12 +36,16 @@ pub enum Output {
         summary: RequestSummary,
         token_id: TokenId,
     },
-    /// Stream `clip_id` to `to` and wrap its file key to `grantee_key`.
+    /// Stream `clip_id` to `to` and wrap its file key to `grantee_key`. The stream must end
+    /// at `not_after` (the token's) or when the token is revoked, whichever comes first
+    /// (spec/threat-model.md#token-guarantees); report the bytes sent with
+    /// [`crate::Input::FetchCompleted`] or [`crate::Input::FetchCut`].
     ServeFetch {
         to: PeerId,
         clip_id: ClipId,
         token_id: TokenId,
         grantee_key: AgreementPublic,
+        not_after: Timestamp,
     },
     /// Refuse a fetch with the protocol's coarse code, which reveals nothing more.
     RejectFetch { to: PeerId, code: RejectCode },

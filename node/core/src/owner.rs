@@ -17,7 +17,7 @@ use porchlight_protocol::{
     Timestamp, TokenId, verify_credential_chain,
 };
 
-use crate::audit::{AuditEvent, FetchRefusalCause, RequestOutcome};
+use crate::audit::{AuditEvent, FetchRefusalCause, GrantEnd, RequestOutcome};
 use crate::error::{CoreError, Misbehavior};
 use crate::limits::Refused;
 use crate::node::{Issued, Node, Pending, due};
@@ -447,6 +447,7 @@ impl Node {
             clip_id,
             token_id: token.token_id,
             grantee_key: token.grantee_key,
+            not_after: token.not_after,
         });
         self.record(AuditEvent::FetchServed {
             token_id: token.token_id,
@@ -455,8 +456,9 @@ impl Node {
         });
     }
 
-    /// Records the bytes of a served clip, for a token this node issued (even one revoked
-    /// since the stream began: those bytes left all the same).
+    /// Records the bytes of a served clip, whatever became of its token since the stream
+    /// began (revoked, or expired and forgotten): those bytes left all the same. Only the
+    /// shell reports this, after a `ServeFetch`, so there is nothing to check.
     pub(crate) fn on_fetch_completed(
         &mut self,
         to: PeerId,
@@ -465,14 +467,32 @@ impl Node {
         bytes: u64,
     ) {
         self.fetch_limiter.charge(to, bytes, self.now);
-        if self.issued.contains_key(&token_id) {
-            self.record(AuditEvent::FetchCompleted {
-                token_id,
-                clip_id,
-                peer: to,
-                bytes,
-            });
-        }
+        self.record(AuditEvent::FetchCompleted {
+            token_id,
+            clip_id,
+            peer: to,
+            bytes,
+        });
+    }
+
+    /// Records a served stream the shell ended early, at expiry or revocation, with the
+    /// bytes that had left by then; recorded unconditionally, like a completed fetch.
+    pub(crate) fn on_fetch_cut(
+        &mut self,
+        to: PeerId,
+        token_id: TokenId,
+        clip_id: ClipId,
+        bytes: u64,
+        why: GrantEnd,
+    ) {
+        self.fetch_limiter.charge(to, bytes, self.now);
+        self.record(AuditEvent::FetchCut {
+            token_id,
+            clip_id,
+            peer: to,
+            bytes,
+            why,
+        });
     }
 
     /// Refuses a fetch with `code`. Only the first refusal of each peer and code in an

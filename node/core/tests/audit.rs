@@ -6,7 +6,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::*;
-use porchlight_core::audit::AuditEvent;
+use porchlight_core::audit::{AuditEvent, GrantEnd};
 use porchlight_core::{AuditEntry, CoreError, Input, Node, NodeConfig, Output, verify_chain};
 use porchlight_protocol::{ConsentToken, Signed, TokenId};
 
@@ -100,23 +100,89 @@ fn a_fetch_completed_under_a_revoked_token_is_still_recorded() {
 }
 
 #[test]
-fn a_fetch_completed_under_a_token_not_issued_here_is_ignored() {
+fn a_fetch_completed_after_its_token_was_forgotten_is_still_recorded() {
+    // A slow stream can outlive the token: the core forgets it past not_after and the skew,
+    // and the bytes that left must be in the log all the same.
     let (mut pair, token, _, _) = fetched_pair();
-    let completed = |token_id| Input::FetchCompleted {
+    let token_id = token.body().token_id;
+    pair.advance(Duration::from_secs(3600 + 120));
+    pair.take();
+    pair.owner_do(Input::FetchAsked {
+        from: identity(REQUESTER).peer_id(),
+        token_bytes: token.to_bytes(),
+        clip_id: clip(1),
+    })
+    .expect("network input never errs");
+    let (owner_log, _) = pair.take();
+    assert!(
+        !owner_log
+            .iter()
+            .any(|o| matches!(o, Output::ServeFetch { .. })),
+        "the token is gone: {owner_log:#?}"
+    );
+    pair.owner_do(Input::FetchCompleted {
         to: identity(REQUESTER).peer_id(),
         token_id,
         clip_id: clip(1),
         bytes: 99,
+    })
+    .expect("recording a completed fetch cannot fail");
+    let (owner_log, _) = pair.take();
+    assert!(matches!(
+        &audit_entries(&owner_log)[..],
+        [AuditEntry {
+            event: AuditEvent::FetchCompleted { bytes: 99, .. },
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn a_cut_fetch_is_recorded_with_its_bytes_and_why_even_after_the_token_is_forgotten() {
+    let (mut pair, token, mut owner_audit, _) = fetched_pair();
+    let token_id = token.body().token_id;
+    let cut = |bytes, why| Input::FetchCut {
+        to: identity(REQUESTER).peer_id(),
+        token_id,
+        clip_id: clip(1),
+        bytes,
+        why,
     };
-    pair.owner
-        .handle(t(0), completed(TokenId::from_bytes([0xee; 16])))
-        .expect("ignored, not an error");
-    assert_eq!(pair.owner.drain(), Vec::new());
-    // The requester holds the token but never issued it.
-    pair.requester
-        .handle(t(0), completed(token.body().token_id))
-        .expect("ignored, not an error");
-    assert_eq!(pair.requester.drain(), Vec::new());
+    pair.owner_do(Input::Revoke { token_id })
+        .expect("issued token");
+    pair.owner_do(cut(65_552, GrantEnd::Revoked))
+        .expect("recording a cut fetch cannot fail");
+    pair.advance(Duration::from_secs(3600 + 120));
+    pair.owner_do(cut(7, GrantEnd::Expired))
+        .expect("recording a cut fetch cannot fail");
+    let (owner_log, _) = pair.take();
+    let entries = audit_entries(&owner_log);
+    let cuts: Vec<&AuditEvent> = entries
+        .iter()
+        .map(|entry| &entry.event)
+        .filter(|event| matches!(event, AuditEvent::FetchCut { .. }))
+        .collect();
+    assert_eq!(
+        cuts,
+        [
+            &AuditEvent::FetchCut {
+                token_id,
+                clip_id: clip(1),
+                peer: identity(REQUESTER).peer_id(),
+                bytes: 65_552,
+                why: GrantEnd::Revoked,
+            },
+            &AuditEvent::FetchCut {
+                token_id,
+                clip_id: clip(1),
+                peer: identity(REQUESTER).peer_id(),
+                bytes: 7,
+                why: GrantEnd::Expired,
+            },
+        ]
+    );
+    owner_audit.extend(entries);
+    assert_eq!(verify_chain(&owner_audit), Ok(()));
 }
 
 #[test]

@@ -91,6 +91,7 @@ fn grant_flow_end_to_end() {
             clip_id: clip(1),
             token_id: body.token_id,
             grantee_key: reply_public,
+            not_after: body.not_after,
         })
     );
 

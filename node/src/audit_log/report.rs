@@ -3,7 +3,8 @@
 //!
 //! As an owner: requests received by requester class (a verified authority or not) and by
 //! final outcome (a prompted request counts as granted or denied once the owner decided),
-//! grants, revocations, fetches, bytes and distinct clips released, and the grants still
+//! grants, revocations, fetches, bytes and distinct clips released (a stream cut at expiry
+//! or revocation counts the bytes sent before the cut), and the grants still
 //! active. As a requester: requests sent, grants and denials received, clips and bytes
 //! received, grants ended. Counted from the entries alone; run `porchlight audit verify`
 //! to know the entries are the node's own and complete up to their head.
@@ -81,7 +82,9 @@ pub struct Releases {
     pub fetches_over_limit: u64,
     /// Fetches whose stream finished.
     pub fetches_completed: u64,
-    /// Bytes of clips sent, from finished fetches.
+    /// Fetches whose stream was ended early because the token expired or was revoked.
+    pub fetches_cut: u64,
+    /// Bytes of clips sent, from finished fetches and from cut ones up to the cut.
     pub bytes_released: u64,
     /// Distinct clips a fetch was allowed for.
     pub distinct_clips_released: u64,
@@ -201,6 +204,11 @@ impl TransparencyReport {
                         FetchRefusalCause::OverLimit => &mut released.fetches_over_limit,
                     };
                     *counter = counter.saturating_add(*count);
+                }
+                AuditEvent::FetchCut { clip_id, bytes, .. } => {
+                    released.fetches_cut += 1;
+                    released.bytes_released = released.bytes_released.saturating_add(*bytes);
+                    clips_released.insert(*clip_id);
                 }
                 AuditEvent::FetchCompleted { clip_id, bytes, .. } => {
                     released.fetches_completed += 1;
@@ -349,9 +357,10 @@ impl fmt::Display for TransparencyReport {
             0,
             "fetches",
             format_args!(
-                "{} allowed, {} completed, {} refused, {} closed over a limit",
+                "{} allowed, {} completed, {} cut, {} refused, {} closed over a limit",
                 released.fetches_allowed,
                 released.fetches_completed,
+                released.fetches_cut,
                 released.fetches_refused,
                 released.fetches_over_limit
             ),

@@ -106,6 +106,13 @@ pub enum AuditEventView {
         /// Hex.
         last_hash: String,
     },
+    FetchCut {
+        token_id: TokenId,
+        clip_id: ClipId,
+        peer: PeerId,
+        bytes: u64,
+        why: &'static str,
+    },
 }
 
 impl AuditRecordView {
@@ -242,6 +249,19 @@ impl AuditEventView {
             } => AuditEventView::LogSetAside {
                 verified,
                 last_hash: hex::encode(last_hash),
+            },
+            AuditEvent::FetchCut {
+                token_id,
+                clip_id,
+                peer,
+                bytes,
+                why,
+            } => AuditEventView::FetchCut {
+                token_id,
+                clip_id,
+                peer,
+                bytes,
+                why: grant_end_name(why),
             },
         }
     }
@@ -445,6 +465,18 @@ pub fn describe_event(event: &AuditEvent) -> String {
                 "new log: the owner set a damaged log aside, of which no entry verified".to_owned()
             }
         },
+        AuditEvent::FetchCut {
+            token_id,
+            clip_id,
+            peer,
+            bytes,
+            why,
+        } => format!(
+            "stopped sending clip {} to {peer} after {bytes} bytes: token {} {}",
+            short(clip_id),
+            short(token_id),
+            grant_end_name(*why)
+        ),
     }
 }
 
