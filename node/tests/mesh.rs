@@ -10,140 +10,24 @@
 //! and never prompts the owner twice; an owner's raised `[limits]` let through a burst the
 //! defaults stop; and every node's audit log verifies.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
+use support::{Peer, json, porchlight, rfc3339, run_ok, token_of, wait_for};
 
 /// Homes opt in to this spot; the area request covers it.
 const LOCATION: &str = "52.3702,4.8952";
 const AREA: &str = "52.3702,4.8952,300";
 const CAMERA: &str = "porch=test:160x120@5";
 
-fn porchlight(data_dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_porchlight"));
-    command
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "warn,porchlight_node=info");
-    command
-}
-
-fn run_ok(command: &mut Command) -> Output {
-    let out = command.output().expect("the porchlight binary runs");
-    assert!(
-        out.status.success(),
-        "{command:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn json(command: &mut Command) -> Value {
-    let out = run_ok(command.arg("--json"));
-    serde_json::from_slice(&out.stdout).expect("--json prints JSON")
-}
-
-fn wait_for<T>(limit: Duration, what: &str, mut ready: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = ready() {
-            return value;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(time).to_string()
-}
-
-/// One `porchlight node` process with its own data dir.
-struct Peer {
-    dir: PathBuf,
-    child: Option<Child>,
-    peer_id: String,
-    address: String,
-    log: PathBuf,
-}
-
+/// What only these tests ask of a node.
 impl Peer {
-    /// `porchlight init`: the new node's data dir and the peer id it printed.
-    fn init(root: &Path, name: &str) -> (PathBuf, String) {
-        let dir = root.join(name);
-        let out = run_ok(porchlight(&dir).args(["init", "--name", name]));
-        let peer_id = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .find(|word| word.starts_with("12D3KooW"))
-            .expect("init prints the peer id")
-            .to_owned();
-        (dir, peer_id)
-    }
-
-    fn start(dir: PathBuf, extra: &[&str]) -> Peer {
-        let log = dir.join("daemon.log");
-        let stderr = std::fs::File::create(&log).expect("log file");
-        let _ = std::fs::remove_file(dir.join("api.json"));
-        let child = porchlight(&dir)
-            .args([
-                "node",
-                "--api",
-                "127.0.0.1:0",
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-                "--no-mdns",
-                "--clip-seconds",
-                "1",
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("the daemon starts");
-        let mut peer = Peer {
-            dir,
-            child: Some(child),
-            peer_id: String::new(),
-            address: String::new(),
-            log,
-        };
-        let status = wait_for(Duration::from_secs(30), "the mesh to listen", || {
-            if !peer.dir.join("api.json").exists() {
-                return None;
-            }
-            let out = porchlight(&peer.dir)
-                .args(["mesh", "--json"])
-                .output()
-                .ok()?;
-            let status: Value = serde_json::from_slice(&out.stdout).ok()?;
-            (!status["listen_addresses"].as_array()?.is_empty()).then_some(status)
-        });
-        peer.peer_id = status["peer_id"].as_str().expect("peer id").to_owned();
-        let address = status["listen_addresses"][0].as_str().expect("an address");
-        peer.address = format!("{address}/p2p/{}", peer.peer_id);
-        peer
-    }
-
-    fn cmd(&self) -> Command {
-        porchlight(&self.dir)
-    }
-
     fn mesh(&self) -> Value {
         json(self.cmd().arg("mesh"))
-    }
-
-    fn requests(&self) -> Value {
-        json(self.cmd().args(["requests", "list"]))
-    }
-
-    fn tokens(&self) -> Value {
-        json(self.cmd().args(["tokens", "list"]))
     }
 
     fn clips(&self) -> Vec<Value> {
@@ -151,27 +35,6 @@ impl Peer {
             .as_array()
             .expect("a list")
             .clone()
-    }
-
-    fn incoming(&self, request_id: &str) -> Option<Value> {
-        self.requests()["incoming"]
-            .as_array()?
-            .iter()
-            .find(|r| r["request_id"] == request_id)
-            .cloned()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
@@ -297,13 +160,6 @@ fn outgoing(peer: &Peer, request_id: &str) -> Option<Value> {
         .iter()
         .find(|r| r["request_id"] == request_id)
         .cloned()
-}
-
-fn token_of<'a>(tokens: &'a Value, token_id: &str) -> Option<&'a Value> {
-    tokens["tokens"]
-        .as_array()?
-        .iter()
-        .find(|t| t["token_id"] == token_id)
 }
 
 fn files_in(dir: &Path) -> Vec<PathBuf> {
