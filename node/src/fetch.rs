@@ -208,12 +208,7 @@ pub async fn send_rejection<S: AsyncWrite + Unpin>(
     stream: &mut S,
     code: RejectCode,
 ) -> Result<(), FetchError> {
-    let reply = FetchReply::Rejected(code)
-        .encode()
-        .map_err(FetchError::Protocol)?;
-    write_frame(stream, &reply, &mut Vec::new()).await?;
-    stream.close().await?;
-    Ok(())
+    write_refusal(stream, code, &[]).await
 }
 
 /// Serves a fetch the node core allowed: the reply (header, `wrapped_key` from
@@ -392,6 +387,16 @@ pub async fn send_end<S: AsyncWrite + Unpin>(
     stream: &mut S,
     code: RejectCode,
 ) -> Result<(), FetchError> {
+    write_refusal(stream, code, &END_OF_CHUNKS).await
+}
+
+/// Writes `lead`, then a `Rejected(code)` reply frame, in one write as for every frame, and
+/// closes the stream.
+async fn write_refusal<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    code: RejectCode,
+    lead: &[u8],
+) -> Result<(), FetchError> {
     let reply = FetchReply::Rejected(code)
         .encode()
         .map_err(FetchError::Protocol)?;
@@ -400,9 +405,8 @@ pub async fn send_end<S: AsyncWrite + Unpin>(
         len: reply.len(),
         max: u32::MAX as usize,
     })?;
-    // One write, as for every frame: the end frame, then the reply frame.
-    let mut out = Vec::with_capacity(2 * FRAME_PREFIX_LEN + reply.len());
-    out.extend_from_slice(&END_OF_CHUNKS);
+    let mut out = Vec::with_capacity(lead.len() + FRAME_PREFIX_LEN + reply.len());
+    out.extend_from_slice(lead);
     out.extend_from_slice(&prefix);
     out.extend_from_slice(&reply);
     stream.write_all(&out).await?;
