@@ -497,10 +497,7 @@ fn encode_event(out: &mut Vec<u8>, event: &AuditEvent) {
         } => {
             out.push(10);
             out.extend_from_slice(token_id.as_bytes());
-            out.push(match why {
-                GrantEnd::Expired => 1,
-                GrantEnd::Revoked => 2,
-            });
+            out.push(grant_end_byte(*why));
             put_bool(out, *deleted);
         }
         AuditEvent::FetchCompleted {
@@ -552,14 +549,6 @@ fn encode_event(out: &mut Vec<u8>, event: &AuditEvent) {
             }
             out.extend_from_slice(&count.to_be_bytes());
         }
-        AuditEvent::LogSetAside {
-            verified,
-            last_hash,
-        } => {
-            out.push(15);
-            out.extend_from_slice(&verified.to_be_bytes());
-            out.extend_from_slice(last_hash);
-        }
         AuditEvent::FetchCut {
             token_id,
             clip_id,
@@ -573,6 +562,14 @@ fn encode_event(out: &mut Vec<u8>, event: &AuditEvent) {
             out.extend_from_slice(peer.public_key_bytes());
             out.extend_from_slice(&bytes.to_be_bytes());
             out.push(grant_end_byte(*why));
+        }
+        AuditEvent::LogSetAside {
+            verified,
+            last_hash,
+        } => {
+            out.push(15);
+            out.extend_from_slice(&verified.to_be_bytes());
+            out.extend_from_slice(last_hash);
         }
     }
 }
@@ -674,11 +671,7 @@ fn decode_event(reader: &mut Reader<'_>) -> Result<AuditEvent, AuditDecodeError>
         },
         10 => AuditEvent::GrantEnded {
             token_id: reader.token_id()?,
-            why: match reader.u8()? {
-                1 => GrantEnd::Expired,
-                2 => GrantEnd::Revoked,
-                byte => return Err(AuditDecodeError::BadValue { field: "why", byte }),
-            },
+            why: grant_end_of(reader.u8()?)?,
             deleted: reader.bool("deleted")?,
         },
         11 => AuditEvent::FetchCompleted {
@@ -733,16 +726,16 @@ fn decode_event(reader: &mut Reader<'_>) -> Result<AuditEvent, AuditDecodeError>
             },
             count: reader.u64()?,
         },
-        15 => AuditEvent::LogSetAside {
-            verified: reader.u64()?,
-            last_hash: reader.take()?,
-        },
         14 => AuditEvent::FetchCut {
             token_id: reader.token_id()?,
             clip_id: reader.clip_id()?,
             peer: reader.peer()?,
             bytes: reader.u64()?,
             why: grant_end_of(reader.u8()?)?,
+        },
+        15 => AuditEvent::LogSetAside {
+            verified: reader.u64()?,
+            last_hash: reader.take()?,
         },
         tag => return Err(AuditDecodeError::UnknownEvent(tag)),
     };
