@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test deps lint vectors bench bench-import bench-mesh measure-node
+.PHONY: demo test deps lint vectors bench bench-import bench-mesh measure-node install install-files
 
 deps:
 	@./scripts/install-deps.sh
@@ -42,3 +42,24 @@ bench-mesh:
 ## CPU and peak memory of a recording node and an idle node (5 minutes each).
 measure-node:
 	./scripts/measure-node.sh
+
+## Install the release binary with its manual page and bash, zsh and fish completions
+## (PREFIX=/usr/local; DESTDIR for packaging). `install-files` installs a binary built
+## already (BIN=...), without building.
+PREFIX ?= /usr/local
+BIN ?= target/release/porchlight
+
+install:
+	$(CARGO) build --locked --release -p porchlight-node
+	$(MAKE) install-files BIN=target/release/porchlight
+
+install-files:
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/porchlight
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+		$(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	$(BIN) man > $(DESTDIR)$(PREFIX)/share/man/man1/porchlight.1
+	$(BIN) completions bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/porchlight
+	$(BIN) completions zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_porchlight
+	$(BIN) completions fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/porchlight.fish

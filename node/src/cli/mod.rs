@@ -102,6 +102,16 @@ pub enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell)
+    ///
+    /// For example `porchlight completions bash > ~/.local/share/bash-completion/completions/porchlight`;
+    /// `make install` puts bash, zsh and fish scripts where those shells look.
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `porchlight man | man -l -`
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -197,6 +207,20 @@ pub enum StoreCommand {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo { dir } => crate::neighborhood_demo::run(dir),
+        Command::Completions { shell } => {
+            // Into memory first: clap_complete panics on a failed write (a closed pipe).
+            let mut script = Vec::new();
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "porchlight", &mut script);
+            print_bytes(&script)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut page)
+                .context("cannot render the manual page")?;
+            print_bytes(&page)
+        }
         Command::Init { name } => init(DataDir::resolve(cli.data_dir)?, name),
         Command::Node(args) => crate::daemon::run(
             DataDir::resolve(cli.data_dir)?,
@@ -269,6 +293,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 client(cli.data_dir)?.post("/v1/store/rebuild", &serde_json::json!({}))?;
             print(json, &report, |report| println!("{}", report.summary))
         }
+    }
+}
+
+/// Writes `bytes` to stdout; a reader that closed the pipe early (`| head`) is not an error.
+fn print_bytes(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(err).context("cannot write to standard output")
+        }
+        _ => Ok(()),
     }
 }
 
