@@ -333,6 +333,12 @@ async fn serve(parts: DaemonParts) -> anyhow::Result<()> {
             })
             .collect()
     });
+    tokio::spawn(print_ready(
+        settings.name.clone(),
+        address.to_string(),
+        mesh.clone(),
+        cameras.clone(),
+    ));
     let api_state = Arc::new(ApiState {
         name: settings.name.clone(),
         peer_id,
@@ -386,6 +392,47 @@ async fn serve(parts: DaemonParts) -> anyhow::Result<()> {
     served?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Prints, once the mesh listens (or after a few seconds), the one summary an owner reads
+/// at start: where the API and the mesh are, what is recorded, and how to stop.
+async fn print_ready(name: String, api: String, mesh: Mesh, cameras: CameraStates) {
+    let mut addresses = Vec::new();
+    for _ in 0..30 {
+        if let Some(status) = mesh.status().await {
+            addresses = status
+                .listen_addresses
+                .iter()
+                .map(|address| format!("{address}/p2p/{}", status.peer_id))
+                .collect();
+            if !addresses.is_empty() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cameras: Vec<String> = cameras()
+        .into_iter()
+        .map(|camera| format!("{} ({})", camera.name, camera.source))
+        .collect();
+    let mut summary = format!(
+        "porchlight node {name:?} is ready\n  api      {api}   (porchlight status, requests list, ...)\n"
+    );
+    if addresses.is_empty() {
+        summary.push_str("  mesh     not listening yet (see the log)\n");
+    }
+    for address in &addresses {
+        summary.push_str(&format!("  mesh     {address}\n"));
+    }
+    summary.push_str(&format!(
+        "  cameras  {}\n  stop     Ctrl-C, or SIGTERM (systemctl stop porchlight): clips in progress are sealed first",
+        if cameras.is_empty() {
+            "none".to_owned()
+        } else {
+            cameras.join(", ")
+        }
+    ));
+    eprintln!("{summary}");
 }
 
 /// Seals every segment into the store, in order, until every camera has stopped, and tells

@@ -28,6 +28,7 @@ pub enum AuditCommand {
     List {
         #[command(flatten)]
         log: LogArg,
+        /// Print JSON (the local API's own shape) instead of text
         #[arg(long)]
         json: bool,
     },
@@ -46,6 +47,7 @@ pub enum AuditCommand {
         /// `porchlight audit head --json`
         #[arg(long, value_name = "FILE")]
         head: Option<PathBuf>,
+        /// Print JSON (the local API's own shape) instead of text
         #[arg(long)]
         json: bool,
     },
@@ -59,6 +61,7 @@ pub enum AuditCommand {
         /// Verify against this node's PeerId instead of the data dir's own identity
         #[arg(long, value_name = "PEER_ID")]
         peer: Option<String>,
+        /// Print JSON (the local API's own shape) instead of text
         #[arg(long)]
         json: bool,
     },
@@ -74,6 +77,7 @@ pub enum AuditCommand {
     Report {
         #[command(flatten)]
         log: LogArg,
+        /// Print JSON (the local API's own shape) instead of text
         #[arg(long)]
         json: bool,
     },

@@ -30,11 +30,13 @@ pub enum AuthorityCommand {
     Issue(IssueArgs),
     /// Print what a credential file says, and check its signature
     Show {
+        /// The credential file
         #[arg(value_name = "CRED")]
         credential: PathBuf,
     },
     /// Print the public key of a signing key file
     PublicKey {
+        /// The signing key file (a trust root's or a node's identity key)
         #[arg(value_name = "KEY_FILE")]
         key: PathBuf,
     },

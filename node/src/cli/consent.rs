@@ -39,6 +39,7 @@ pub struct RequestArgs {
     /// How long you ask to have access, e.g. 2h [default: 24h]
     #[arg(long = "for", value_name = "DURATION")]
     pub access: Option<String>,
+    /// Print JSON (the local API's own shape) instead of text
     #[arg(long)]
     pub json: bool,
 }
@@ -47,11 +48,13 @@ pub struct RequestArgs {
 pub enum RequestsCommand {
     /// Incoming and outgoing requests, with their state
     List {
+        /// Print JSON (the local API's own shape) instead of text
         #[arg(long)]
         json: bool,
     },
     /// Grant a request: issue a consent token and send it
     Approve {
+        /// The request id, as `requests list` shows it
         request_id: String,
         /// How long the grant lasts, e.g. 2h [default: 24h; at most 30d]
         #[arg(long = "for", value_name = "DURATION")]
@@ -62,15 +65,18 @@ pub enum RequestsCommand {
         /// Let the requester keep the footage after the grant ends
         #[arg(long)]
         retain: bool,
+        /// Print JSON (the local API's own shape) instead of text
         #[arg(long)]
         json: bool,
     },
     /// Refuse a request (silently, unless a message is given)
     Deny {
+        /// The request id, as `requests list` shows it
         request_id: String,
         /// Tell the requester why
         #[arg(long)]
         message: Option<String>,
+        /// Print JSON (the local API's own shape) instead of text
         #[arg(long)]
         json: bool,
     },
@@ -80,12 +86,15 @@ pub enum RequestsCommand {
 pub enum TokensCommand {
     /// Tokens this node issued and received
     List {
+        /// Print JSON (the local API's own shape) instead of text
         #[arg(long)]
         json: bool,
     },
     /// End a grant now: further fetches are refused and the grantee is told to delete
     Revoke {
+        /// The token id, as `tokens list` shows it
         token_id: String,
+        /// Print JSON (the local API's own shape) instead of text
         #[arg(long)]
         json: bool,
     },
@@ -99,6 +108,7 @@ pub struct FetchArgs {
     /// Write the received clips, decrypted, as MP4 files into this directory
     #[arg(short, long, value_name = "DIR")]
     pub output: Option<PathBuf>,
+    /// Print JSON (the local API's own shape) instead of text
     #[arg(long)]
     pub json: bool,
 }

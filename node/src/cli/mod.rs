@@ -51,11 +51,13 @@ pub enum Command {
     Node(NodeArgs),
     /// Show the running node's cameras, clips and disk
     Status {
+        /// Print JSON (the local API's own shape) instead of text
         #[arg(long)]
         json: bool,
     },
     /// Show the node's peer id and keys
     Id {
+        /// Print JSON (the local API's own shape) instead of text
         #[arg(long)]
         json: bool,
     },
@@ -86,6 +88,7 @@ pub enum Command {
     Fetch(consent::FetchArgs),
     /// The mesh: listen addresses, connected peers, cells
     Mesh {
+        /// Print JSON (the local API's own shape) instead of text
         #[arg(long)]
         json: bool,
     },
@@ -151,6 +154,7 @@ pub struct NodeArgs {
 pub enum ClipsCommand {
     /// List clips, oldest first
     List {
+        /// Only this camera's clips
         #[arg(long)]
         camera: Option<String>,
         /// Only clips that end after this time (RFC 3339)
@@ -159,6 +163,7 @@ pub enum ClipsCommand {
         /// Only clips that start before this time (RFC 3339)
         #[arg(long)]
         to: Option<String>,
+        /// Print JSON (the local API's own shape) instead of text
         #[arg(long)]
         json: bool,
     },
@@ -166,29 +171,37 @@ pub enum ClipsCommand {
     Export {
         /// The clip id, or its first 8 or more hex digits
         clip: String,
+        /// The MP4 file to write
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
     },
     /// Bring an existing video file into the encrypted store
     Import {
+        /// The video file to seal into the store
         file: PathBuf,
+        /// The camera name to file it under
         #[arg(long, default_value = "imported")]
         camera: String,
         /// When the recording started (RFC 3339) [default: the file's time minus its length]
         #[arg(long)]
         start: Option<String>,
+        /// Print JSON (the local API's own shape) instead of text
         #[arg(long)]
         json: bool,
     },
     /// Keep a clip past retention until it is released
     Hold {
+        /// The clip id, or its first 8 or more hex digits
         clip: String,
+        /// Print JSON (the local API's own shape) instead of text
         #[arg(long)]
         json: bool,
     },
     /// Let retention delete a held clip again
     Release {
+        /// The clip id, or its first 8 or more hex digits
         clip: String,
+        /// Print JSON (the local API's own shape) instead of text
         #[arg(long)]
         json: bool,
     },
@@ -198,6 +211,7 @@ pub enum ClipsCommand {
 pub enum StoreCommand {
     /// Rebuild the index from the clip files (they are the source of truth)
     Rebuild {
+        /// Print JSON (the local API's own shape) instead of text
         #[arg(long)]
         json: bool,
     },
@@ -550,5 +564,42 @@ fn print_status(status: &StatusView) {
         if let Some(detail) = &camera.detail {
             println!("         {detail}");
         }
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every argument of every command, with the command path that holds it, that has no
+    /// help text.
+    fn undocumented(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!("{path} --{id}"));
+            }
+        }
+        for sub in command.get_subcommands() {
+            if sub.get_about().is_none()
+                && sub.get_long_about().is_none()
+                && sub.get_name() != "help"
+            {
+                missing.push(format!("{path} {} (the command)", sub.get_name()));
+            }
+            undocumented(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+
+    #[test]
+    fn every_flag_and_command_has_help_text() {
+        let mut missing = Vec::new();
+        undocumented(&Cli::command(), "porchlight", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
     }
 }

@@ -29,6 +29,7 @@ pub enum TrustCommand {
     },
     /// List the trusted roots
     List {
+        /// Print JSON (the local API's own shape) instead of text
         #[arg(long)]
         json: bool,
     },

@@ -170,6 +170,17 @@ impl Mesh {
         }
         // Re-dial a few remembered peers so a restarted home rejoins without bootstrap.
         let remembered: Vec<libp2p::PeerId> = book.iter().map(|(peer, _)| *peer).take(8).collect();
+        if config.bootstrap.is_empty() && remembered.is_empty() {
+            tracing::info!(
+                mdns = config.mdns,
+                "no known peers yet: this node is found by homes that dial it{}; give --bootstrap MULTIADDR to join a wider mesh",
+                if config.mdns {
+                    " or see it on the LAN (mDNS)"
+                } else {
+                    ""
+                }
+            );
+        }
         for peer in remembered {
             let _ = swarm.dial(peer);
         }

@@ -1,0 +1,95 @@
+//! What a person sees in the terminal: one-shot commands print their answer and no log
+//! lines; the daemon's log is plain text when it is not a terminal (a file, the journal),
+//! opens with one "ready" summary, and says once, in its own words, that a lone node has
+//! no peers yet.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::wait_for;
+
+fn porchlight(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_porchlight"));
+    // As a user runs it: no RUST_LOG.
+    command.arg("--data-dir").arg(dir).env_remove("RUST_LOG");
+    command
+}
+
+#[test]
+fn one_shot_commands_print_no_log_lines() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("home");
+    let out = porchlight(&dir)
+        .args(["init", "--name", "home"])
+        .output()
+        .expect("init runs");
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "init wrote to stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("12D3KooW"));
+    let out = porchlight(&dir)
+        .args(["trust", "list"])
+        .output()
+        .expect("trust list runs");
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_daemon_log_is_plain_and_opens_with_one_ready_summary() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("home");
+    assert!(
+        porchlight(&dir)
+            .args(["init"])
+            .status()
+            .expect("init")
+            .success()
+    );
+    let log = root.path().join("daemon.log");
+    let mut child = porchlight(&dir)
+        .args([
+            "node",
+            "--camera",
+            "none",
+            "--api",
+            "127.0.0.1:0",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--no-mdns",
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("the daemon starts");
+    let text = wait_for(Duration::from_secs(30), "the ready summary", || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.contains("is ready").then_some(text)
+    });
+    // Long enough for Kademlia's first bootstrap attempt on an empty routing table.
+    std::thread::sleep(Duration::from_secs(2));
+    let text = std::fs::read_to_string(&log).unwrap_or(text);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    assert!(
+        !text.contains('\u{1b}'),
+        "ANSI escapes in a log file:\n{text}"
+    );
+    assert_eq!(text.matches("is ready").count(), 1, "{text}");
+    assert!(text.contains("  api      127.0.0.1:"), "{text}");
+    assert!(text.contains("  mesh     /ip4/127.0.0.1/tcp/"), "{text}");
+    assert!(text.contains("  cameras  none"), "{text}");
+    assert!(text.contains("  stop     Ctrl-C"), "{text}");
+    assert!(!text.contains("Failed to trigger bootstrap"), "{text}");
+    assert_eq!(text.matches("no known peers yet").count(), 1, "{text}");
+}
