@@ -444,6 +444,10 @@ fn failing_camera_retries_with_backoff_while_another_keeps_recording() {
             "{camera:?}"
         );
         assert!(!last_error.is_empty());
+        // In the owner's words, not GStreamer's element names.
+        for element in ["filesrc", "v4l2src", "decodebin", "qtdemux", "src0", "bin0"] {
+            assert!(!last_error.contains(element), "{name}: {last_error}");
+        }
         assert_eq!(camera.clips_delivered, 0);
     }
     let broken = status.iter().find(|c| c.name == "broken").expect("listed");

@@ -93,3 +93,35 @@ fn the_daemon_log_is_plain_and_opens_with_one_ready_summary() {
     assert!(!text.contains("Failed to trigger bootstrap"), "{text}");
     assert_eq!(text.matches("no known peers yet").count(), 1, "{text}");
 }
+
+#[test]
+fn a_file_camera_whose_file_is_missing_is_refused_at_start_naming_the_path() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("home");
+    assert!(
+        porchlight(&dir)
+            .args(["init"])
+            .status()
+            .expect("init")
+            .success()
+    );
+    let out = porchlight(&dir)
+        .args([
+            "node",
+            "--camera",
+            "porch=file:/nonexistent/porchlight/clip.mp4",
+            "--api",
+            "127.0.0.1:0",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--no-mdns",
+        ])
+        .output()
+        .expect("the daemon runs");
+    assert!(!out.status.success(), "it started with a missing file");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("camera porch: the file /nonexistent/porchlight/clip.mp4 does not exist"),
+        "{stderr}"
+    );
+}

@@ -322,7 +322,7 @@ fn elements_for(source: &Source) -> Vec<&'static str> {
 /// otherwise (it holds source paths); elements never see RTSP passwords, so neither does
 /// this line.
 fn describe_error(err: &gst::message::Error, source: &str) -> String {
-    let mut line = format!("{} (from {source})", err.error());
+    let mut line = format!("{} ({})", err.error(), element_role(source));
     if err.error().matches(gst::CoreError::MissingPlugin) {
         let missing = err
             .debug()
@@ -341,6 +341,27 @@ fn describe_error(err: &gst::message::Error, source: &str) -> String {
         );
     }
     line
+}
+
+/// What a pipeline element is to the owner: GStreamer names elements after their factory
+/// and a counter (`filesrc0`, `v4l2src2`), which says nothing to a person.
+fn element_role(element: &str) -> &'static str {
+    let factory = element.trim_end_matches(|c: char| c.is_ascii_digit());
+    match factory {
+        "filesrc" => "reading the video file",
+        "v4l2src" => "opening the video device",
+        "rtspsrc" | "rtph264depay" | "udpsrc" | "rtpbin" | "rtpjitterbuffer" => {
+            "receiving the RTSP stream"
+        }
+        "videotestsrc" | "clockoverlay" => "the test picture",
+        "decodebin" | "qtdemux" | "matroskademux" | "typefind" | "multiqueue" => {
+            "reading the video inside the file or stream"
+        }
+        "videoconvert" | "videoscale" | "capsfilter" | "x264enc" => "encoding the video",
+        "h264parse" => "reading the H.264 stream",
+        "appsink" => "handing clips to the recorder",
+        _ => "the video pipeline",
+    }
 }
 
 /// How one pipeline run ended.
@@ -788,5 +809,22 @@ impl CameraRunner {
     fn set_status(&self, status: CameraStatus) {
         self.status
             .update(self.index, |state| state.status = status);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::element_role;
+
+    #[test]
+    fn elements_are_named_by_what_they_do_for_the_camera() {
+        assert_eq!(element_role("filesrc0"), "reading the video file");
+        assert_eq!(element_role("v4l2src12"), "opening the video device");
+        assert_eq!(element_role("rtspsrc1"), "receiving the RTSP stream");
+        assert_eq!(
+            element_role("decodebin0"),
+            "reading the video inside the file or stream"
+        );
+        assert_eq!(element_role("the pipeline"), "the video pipeline");
     }
 }
