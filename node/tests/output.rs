@@ -125,3 +125,58 @@ fn a_file_camera_whose_file_is_missing_is_refused_at_start_naming_the_path() {
         "{stderr}"
     );
 }
+
+#[test]
+fn status_exits_non_zero_with_the_reason_while_a_camera_fails() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("home");
+    assert!(
+        porchlight(&dir)
+            .args(["init"])
+            .status()
+            .expect("init")
+            .success()
+    );
+    let _ = std::fs::remove_file(dir.join("api.json"));
+    let mut child = porchlight(&dir)
+        .args([
+            "node",
+            "--camera",
+            "broken=v4l2:/dev/video99",
+            "--api",
+            "127.0.0.1:0",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--no-mdns",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the daemon starts");
+    let (code, status) = wait_for(Duration::from_secs(30), "the camera to fail", || {
+        if !dir.join("api.json").exists() {
+            return None;
+        }
+        let out = porchlight(&dir).args(["status", "--json"]).output().ok()?;
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (!status["degraded"].as_array()?.is_empty()).then_some((out.status.code(), status))
+    });
+    let text = porchlight(&dir)
+        .arg("status")
+        .output()
+        .expect("status runs");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(code, Some(1), "{status}");
+    assert_eq!(
+        status["degraded"][0]["component"], "camera broken",
+        "{status}"
+    );
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(stdout.contains("DEGRADED camera broken"), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&text.stderr).contains("the node is degraded: camera broken"),
+        "{}",
+        String::from_utf8_lossy(&text.stderr)
+    );
+}

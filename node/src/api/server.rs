@@ -221,12 +221,52 @@ async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<StatusView>, 
     let store = state.store.clone();
     let (stats, free) =
         blocking(move || Ok((store.stats()?, store.available_space().ok()))).await?;
+    let cameras = (state.cameras)();
+    let mut degraded: Vec<DegradedView> = state
+        .health
+        .problems()
+        .into_iter()
+        .map(|(component, problem)| DegradedView {
+            component: component.label().to_owned(),
+            since: Some(rfc3339(problem.since)),
+            last_failure: Some(rfc3339(problem.last_failure)),
+            failures: problem.failures,
+            error: problem.error,
+            effect: "no grant, fetch or revocation can be recorded, so none is carried out"
+                .to_owned(),
+        })
+        .collect();
+    for camera in cameras.iter().filter(|camera| camera.state == "retrying") {
+        degraded.push(DegradedView {
+            component: format!("camera {}", camera.name),
+            since: None,
+            last_failure: None,
+            failures: 1,
+            error: camera.detail.clone().unwrap_or_default(),
+            effect: "this camera records nothing until it opens again (it is retried by itself)"
+                .to_owned(),
+        });
+    }
+    if free.is_some_and(|free| free < DISK_FULL_BELOW) {
+        degraded.push(DegradedView {
+            component: "disk".to_owned(),
+            since: None,
+            last_failure: None,
+            failures: 1,
+            error: format!(
+                "{} bytes free on the clip store's disk",
+                free.unwrap_or_default()
+            ),
+            effect: "retention deletes the oldest clips that no grant or hold keeps, to go on recording; free space or lower the retention"
+                .to_owned(),
+        });
+    }
     Ok(Json(StatusView {
         name: state.name.clone(),
         peer_id: state.peer_id.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         started_at: rfc3339(state.started_at),
-        cameras: (state.cameras)(),
+        cameras,
         clips: ClipTotalsView {
             count: stats.clips,
             bytes: stats.bytes,
@@ -234,22 +274,14 @@ async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<StatusView>, 
             newest: stats.newest.map(rfc3339),
         },
         disk: DiskView { free_bytes: free },
-        degraded: state
-            .health
-            .problems()
-            .into_iter()
-            .map(|(component, problem)| DegradedView {
-                component: component.label().to_owned(),
-                since: rfc3339(problem.since),
-                last_failure: rfc3339(problem.last_failure),
-                failures: problem.failures,
-                error: problem.error,
-                effect: "no grant, fetch or revocation can be recorded, so none is carried out"
-                    .to_owned(),
-            })
-            .collect(),
+        degraded,
     }))
 }
+
+/// Below this much free space `status` calls the disk full: no clip fits any more (the
+/// recorder wants a clip's size plus 16 MiB and deletes old footage to get it), and the
+/// consent records are close to their own 64 KiB floor.
+const DISK_FULL_BELOW: u64 = 1 << 20;
 
 async fn id(State(state): State<Arc<ApiState>>) -> Json<IdView> {
     let listen_addresses = match &state.mesh {

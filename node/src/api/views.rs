@@ -21,10 +21,11 @@ pub struct StatusView {
 /// A write the consent promise depends on that is failing (`porchlight status`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DegradedView {
-    /// `audit log` or `consent state`.
+    /// `audit log`, `consent state`, `camera NAME` or `disk`.
     pub component: String,
-    pub since: String,
-    pub last_failure: String,
+    /// When it began and last failed, where the node knows.
+    pub since: Option<String>,
+    pub last_failure: Option<String>,
     pub failures: u64,
     pub error: String,
     /// What the owner should expect while it lasts.

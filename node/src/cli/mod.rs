@@ -280,10 +280,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     .iter()
                     .map(|problem| problem.component.as_str())
                     .collect();
-                anyhow::bail!(
-                    "the node is degraded: its {} cannot be written",
-                    failing.join(" and ")
-                );
+                anyhow::bail!("the node is degraded: {}", failing.join(", "));
             }
             Ok(())
         }
@@ -540,15 +537,16 @@ fn print_status(status: &StatusView) {
         println!("disk     {free} bytes free");
     }
     for problem in &status.degraded {
-        println!(
-            "DEGRADED the {} cannot be written since {} ({} failed writes): {}",
-            problem.component, problem.since, problem.failures, problem.error
-        );
-        println!(
-            "         {}; free space on the data dir's disk: the node recovers by itself",
-            problem.effect
-        );
+        match &problem.since {
+            Some(since) => println!(
+                "DEGRADED {} since {since} ({} failed writes): {}",
+                problem.component, problem.failures, problem.error
+            ),
+            None => println!("DEGRADED {}: {}", problem.component, problem.error),
+        }
+        println!("         {}", problem.effect);
     }
+
     if status.cameras.is_empty() {
         println!("cameras  none");
     }
