@@ -180,3 +180,85 @@ fn status_exits_non_zero_with_the_reason_while_a_camera_fails() {
         String::from_utf8_lossy(&text.stderr)
     );
 }
+
+#[test]
+fn doctor_names_each_problem_with_its_fix_and_fails_when_one_is_serious() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("home");
+    assert!(
+        porchlight(&dir)
+            .args(["init"])
+            .status()
+            .expect("init")
+            .success()
+    );
+
+    // A new node with no daemon: warnings, no failure.
+    let out = porchlight(&dir)
+        .arg("doctor")
+        .output()
+        .expect("doctor runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    for line in [
+        "ok    config",
+        "warn  daemon",
+        "warn  trust roots",
+        "ok    audit log",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+    assert!(text.contains("fix: start it: porchlight node"), "{text}");
+    assert!(text.contains("fix: add the root"), "{text}");
+
+    // A camera whose file is gone and an audit log that is not one: both fail, each with
+    // its fix, and the exit code says so.
+    let config = dir.join("config.toml");
+    let original = std::fs::read_to_string(&config).expect("config");
+    let edited: String = original
+        .lines()
+        .map(|line| {
+            if line.starts_with("cameras") {
+                "cameras = [\"porch=file:/nonexistent/porchlight/clip.mp4\"]".to_owned()
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_ne!(edited, original, "the config names its cameras");
+    std::fs::write(&config, edited).expect("config");
+    std::fs::write(dir.join("audit.log"), [0xab; 300]).expect("a damaged log");
+    let out = porchlight(&dir)
+        .args(["doctor", "--json"])
+        .output()
+        .expect("doctor runs");
+    assert!(!out.status.success());
+    let checks: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let find = |what: &str| {
+        checks
+            .as_array()
+            .expect("a list")
+            .iter()
+            .find(|check| check["what"] == what)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {what} check: {checks}"))
+    };
+    let camera = find("camera porch");
+    assert_eq!(camera["verdict"], "fail");
+    assert!(
+        camera["found"]
+            .as_str()
+            .expect("text")
+            .contains("does not exist")
+    );
+    let audit = find("audit log");
+    assert_eq!(audit["verdict"], "fail");
+    assert!(
+        audit["fix"]
+            .as_str()
+            .expect("a fix")
+            .contains("porchlight audit verify")
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("check(s) failed"));
+}

@@ -116,6 +116,12 @@ pub(crate) fn make_element(factory: &'static str) -> Result<gst::Element, Captur
         .map_err(|_| missing(factory))
 }
 
+/// Fails, naming the package to install, unless every GStreamer element a camera of
+/// `source` needs is installed (call [`init`] first).
+pub fn check_elements(source: &Source) -> Result<(), CaptureError> {
+    require_elements(&supervisor::elements_for(source))
+}
+
 /// Fails unless every element in `factories` is installed.
 pub(crate) fn require_elements(factories: &[&'static str]) -> Result<(), CaptureError> {
     match factories

@@ -305,7 +305,7 @@ impl Drop for CaptureSupervisor {
 }
 
 /// The elements a source needs, checked before any thread starts.
-fn elements_for(source: &Source) -> Vec<&'static str> {
+pub(crate) fn elements_for(source: &Source) -> Vec<&'static str> {
     let mut elements = vec!["capsfilter", "h264parse", "appsink", "appsrc", "mp4mux"];
     let encoder = ["videoconvert", "x264enc"];
     match source {

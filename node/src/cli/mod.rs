@@ -7,6 +7,7 @@
 
 pub mod authority;
 pub mod consent;
+pub mod doctor;
 pub mod trust;
 
 pub mod audit;
@@ -115,6 +116,13 @@ pub enum Command {
     },
     /// Print the manual page (roff), e.g. `porchlight man | man -l -`
     Man,
+    /// Check what this node needs (plugins, cameras, disk, clock, mesh, trust roots, audit
+    /// log) and say how to fix what is wrong; exits non-zero if a check failed
+    Doctor {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -227,6 +235,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "porchlight", &mut script);
             print_bytes(&script)
+        }
+        Command::Doctor { json } => {
+            let checks = doctor::checks(&DataDir::resolve(cli.data_dir)?);
+            print(json, &checks, |checks| doctor::print(checks))?;
+            let failed = checks
+                .iter()
+                .filter(|check| check.verdict == doctor::Verdict::Fail)
+                .count();
+            if failed > 0 {
+                bail!("{failed} check(s) failed; the fixes are above");
+            }
+            Ok(())
         }
         Command::Man => {
             let mut page = Vec::new();
