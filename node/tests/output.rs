@@ -262,3 +262,58 @@ fn doctor_names_each_problem_with_its_fix_and_fails_when_one_is_serious() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("check(s) failed"));
 }
+
+#[test]
+fn mesh_lists_each_peer_with_its_link_and_whether_it_shares_a_cell() {
+    use support::Peer;
+    const SPOT: &str = "52.3702,4.8952";
+    let root = tempfile::tempdir().expect("temp dir");
+    let (a_dir, _) = Peer::init(root.path(), "a");
+    let a = Peer::start(a_dir, &["--camera", "none", "--location", SPOT]);
+    let (b_dir, _) = Peer::init(root.path(), "b");
+    let b = Peer::start(
+        b_dir,
+        &[
+            "--camera",
+            "none",
+            "--location",
+            SPOT,
+            "--bootstrap",
+            &a.address,
+        ],
+    );
+    let (c_dir, _) = Peer::init(root.path(), "c");
+    let c = Peer::start(c_dir, &["--camera", "none", "--bootstrap", &a.address]);
+    let peers = wait_for(Duration::from_secs(30), "both peers listed at a", || {
+        let status = support::json(a.cmd().arg("mesh"));
+        let peers = status["peers"].as_array()?.clone();
+        let b_seen = peers
+            .iter()
+            .any(|p| p["peer_id"] == b.peer_id.as_str() && p["in_my_cells"] == true);
+        let c_seen = peers.iter().any(|p| p["peer_id"] == c.peer_id.as_str());
+        (b_seen && c_seen).then_some(peers)
+    });
+    let c_entry = peers
+        .iter()
+        .find(|p| p["peer_id"] == c.peer_id.as_str())
+        .expect("c listed");
+    assert_eq!(c_entry["in_my_cells"], false, "c opted into no area");
+    assert_eq!(c_entry["links"][0]["kind"], "direct");
+    assert_eq!(c_entry["links"][0]["direction"], "inbound");
+
+    let out = support::run_ok(&mut a.cmd().arg("mesh"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("PEER") && text.contains("MY CELLS"), "{text}");
+    assert!(text.contains("reachability "), "{text}");
+    for debug_name in ["Unknown", "Private", "Public("] {
+        assert!(!text.contains(debug_name), "a Rust type name in: {text}");
+    }
+    let b_line = text
+        .lines()
+        .find(|line| line.contains(&b.peer_id))
+        .expect("b's line");
+    assert!(
+        b_line.contains("direct") && b_line.contains("yes"),
+        "{b_line}"
+    );
+}

@@ -276,18 +276,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fetch(args) => consent::fetch(&client(cli.data_dir)?, args),
         Command::Mesh { json } => {
             let status: crate::mesh::MeshStatus = client(cli.data_dir)?.get("/v1/mesh")?;
-            print(json, &status, |status| {
-                println!("peer id      {}", status.peer_id);
-                for address in &status.listen_addresses {
-                    println!("listening    {address}/p2p/{}", status.peer_id);
-                }
-                println!("connected    {} peer(s)", status.connected_peers.len());
-                println!("remembered   {} peer(s)", status.known_peers);
-                println!("reachability {}", status.nat);
-                for cell in &status.cells {
-                    println!("cell         {cell}");
-                }
-            })
+            print(json, &status, print_mesh)
         }
         Command::Status { json } => {
             let status: StatusView = client(cli.data_dir)?.get("/v1/status")?;
@@ -538,6 +527,45 @@ fn print_clip(clip: &ClipView) {
         clip.bytes,
         if clip.held { "  held" } else { "" }
     );
+}
+
+fn print_mesh(status: &crate::mesh::MeshStatus) {
+    println!("peer id      {}", status.peer_id);
+    for address in &status.listen_addresses {
+        println!("listening    {address}/p2p/{}", status.peer_id);
+    }
+    println!("reachability {}", status.nat);
+    for cell in &status.cells {
+        println!("cell         {cell}");
+    }
+    println!("remembered   {} peer(s)", status.known_peers);
+    println!("connected    {} peer(s)", status.connected_peers.len());
+    if status.peers.is_empty() {
+        return;
+    }
+    let width = status
+        .peers
+        .iter()
+        .map(|peer| peer.peer_id.len())
+        .max()
+        .unwrap_or(4);
+    println!();
+    println!(
+        "  {:<width$}  {:<7}  {:<9}  {:<8}  ADDRESS",
+        "PEER", "LINK", "DIRECTION", "MY CELLS"
+    );
+    for peer in &status.peers {
+        for link in &peer.links {
+            println!(
+                "  {:<width$}  {:<7}  {:<9}  {:<8}  {}",
+                peer.peer_id,
+                link.kind,
+                link.direction,
+                if peer.in_my_cells { "yes" } else { "no" },
+                link.address
+            );
+        }
+    }
 }
 
 fn print_status(status: &StatusView) {

@@ -73,8 +73,33 @@ pub struct MeshStatus {
     pub cells: Vec<String>,
     /// Cells whose provider record has been announced to at least one peer.
     pub cells_announced: usize,
+    /// AutoNAT's verdict in words: `public at ADDRESS`, `private (behind NAT)` or
+    /// `unknown (not checked yet)`.
     pub nat: String,
     pub known_peers: usize,
+    /// Each connected peer, its links and whether it shares a cell with this home.
+    #[serde(default)]
+    pub peers: Vec<PeerLinks>,
+}
+
+/// A connected peer as `porchlight mesh` shows it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct PeerLinks {
+    pub peer_id: String,
+    /// Subscribed to one of this home's cell topics: a neighbor in the same area.
+    pub in_my_cells: bool,
+    pub links: Vec<Link>,
+}
+
+/// One connection to a peer.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Link {
+    /// The remote address of the connection.
+    pub address: String,
+    /// `direct`, or `relayed` (through a relay's circuit, until a hole punch upgrades it).
+    pub kind: String,
+    /// Whether this node dialed it (`outbound`) or was dialed (`inbound`).
+    pub direction: String,
 }
 
 enum Command {
@@ -203,6 +228,7 @@ impl Mesh {
             cells_announced: BTreeSet::new(),
             publishes: Vec::new(),
             relayed: false,
+            connections: BTreeMap::new(),
         };
         let handle = tokio::spawn(task.run());
         Ok((Mesh { commands, control }, handle))
@@ -300,6 +326,8 @@ struct MeshTask {
     cells_announced: BTreeSet<CellId>,
     publishes: Vec<PendingPublish>,
     relayed: bool,
+    /// The open connections of each peer, for `porchlight mesh`.
+    connections: BTreeMap<libp2p::PeerId, BTreeMap<libp2p::swarm::ConnectionId, Link>>,
 }
 
 impl MeshTask {
@@ -382,9 +410,38 @@ impl MeshTask {
                 .collect(),
             cells: self.cells.iter().map(CellId::topic).collect(),
             cells_announced: self.cells_announced.len(),
-            nat: format!("{:?}", self.swarm.behaviour().autonat.nat_status()),
+            nat: match self.swarm.behaviour().autonat.nat_status() {
+                autonat::NatStatus::Public(address) => format!("public at {address}"),
+                autonat::NatStatus::Private => "private (behind NAT)".to_owned(),
+                autonat::NatStatus::Unknown => "unknown (not checked yet)".to_owned(),
+            },
             known_peers: self.book.len(),
+            peers: self.peer_links(),
         }
+    }
+
+    fn peer_links(&self) -> Vec<PeerLinks> {
+        let my_topics: BTreeSet<gossipsub::TopicHash> = self
+            .cells
+            .iter()
+            .map(|cell| gossipsub::IdentTopic::new(cell.topic()).hash())
+            .collect();
+        let neighbors: BTreeSet<libp2p::PeerId> = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .filter(|(_, topics)| topics.iter().any(|topic| my_topics.contains(*topic)))
+            .map(|(peer, _)| *peer)
+            .collect();
+        self.connections
+            .iter()
+            .map(|(peer, links)| PeerLinks {
+                peer_id: peer.to_string(),
+                in_my_cells: neighbors.contains(peer),
+                links: links.values().cloned().collect(),
+            })
+            .collect()
     }
 
     /// Announces this home's cells once connected, and again whenever the routing table
@@ -474,13 +531,44 @@ impl MeshTask {
                 tracing::info!(%address, "mesh listening");
             }
             SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+                peer_id,
+                endpoint,
+                connection_id,
+                ..
             } => {
+                let address = endpoint.get_remote_address();
                 if endpoint.is_dialer() {
-                    self.book
-                        .add(peer_id, endpoint.get_remote_address().clone());
+                    self.book.add(peer_id, address.clone());
                 }
-                tracing::debug!(peer = %peer_id, "connected");
+                let relayed = address
+                    .iter()
+                    .any(|part| matches!(part, Protocol::P2pCircuit));
+                self.connections.entry(peer_id).or_default().insert(
+                    connection_id,
+                    Link {
+                        address: address.to_string(),
+                        kind: if relayed { "relayed" } else { "direct" }.to_owned(),
+                        direction: if endpoint.is_dialer() {
+                            "outbound"
+                        } else {
+                            "inbound"
+                        }
+                        .to_owned(),
+                    },
+                );
+                tracing::debug!(peer = %peer_id, relayed, "connected");
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                ..
+            } => {
+                if let Some(links) = self.connections.get_mut(&peer_id) {
+                    links.remove(&connection_id);
+                    if links.is_empty() {
+                        self.connections.remove(&peer_id);
+                    }
+                }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, error = %error, "dial failed");
