@@ -301,7 +301,7 @@ fn mesh_lists_each_peer_with_its_link_and_whether_it_shares_a_cell() {
     assert_eq!(c_entry["links"][0]["kind"], "direct");
     assert_eq!(c_entry["links"][0]["direction"], "inbound");
 
-    let out = support::run_ok(&mut a.cmd().arg("mesh"));
+    let out = support::run_ok(a.cmd().arg("mesh"));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("PEER") && text.contains("MY CELLS"), "{text}");
     assert!(text.contains("reachability "), "{text}");
