@@ -666,6 +666,21 @@ fn the_report_counts_a_crafted_history() {
         "{text}"
     );
     assert!(text.contains("active grants                 1"), "{text}");
+    // Rows that count nothing are folded away.
+    assert!(!text.contains("awaiting a decision           0"), "{text}");
+    assert!(!text.contains(" 0 "), "a zero row or part: {text}");
+
+    // Who asked, how often, and what they got.
+    let first = &report.by_requester[0];
+    assert!(first.requests >= report.by_requester[1].requests);
+    let total: u64 = report.by_requester.iter().map(|p| p.requests).sum();
+    assert_eq!(total, 9);
+    let granted: u64 = report.by_requester.iter().map(|p| p.granted).sum();
+    assert_eq!(granted, 3);
+    let bytes: u64 = report.by_requester.iter().map(|p| p.bytes_released).sum();
+    assert_eq!(bytes, 2500);
+    assert!(text.contains("by requester\n"), "{text}");
+    assert!(text.contains("request(s), "), "{text}");
 }
 
 #[test]
@@ -729,7 +744,7 @@ fn refusal_summaries_render_and_count_in_the_report() {
     assert!(
         report
             .to_string()
-            .contains("0 allowed, 0 completed, 0 cut, 5 refused, 19000 closed over a limit"),
+            .contains("fetches                       5 refused, 19000 closed over a limit"),
         "{report}"
     );
 
@@ -789,7 +804,7 @@ fn a_cut_fetch_is_shown_and_its_bytes_count_as_released() {
     assert_eq!(report.released.distinct_clips_released, 1);
     let text = report.to_string();
     assert!(
-        text.contains("1 allowed, 0 completed, 1 cut, 0 refused"),
+        text.contains("fetches                       1 allowed, 1 cut\n"),
         "{text}"
     );
 }

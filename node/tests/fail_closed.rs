@@ -265,6 +265,18 @@ fn a_full_disk_refuses_approvals_and_fetches_and_the_node_recovers_by_itself() {
         "the completed fetches recorded",
         || (count(&events(&owner), "fetch_completed") >= 2).then_some(()),
     );
+
+    // The human list fits a terminal; --wide shows whole peer ids.
+    let narrow =
+        String::from_utf8(run_ok(owner.cmd().args(["audit", "list"])).stdout).expect("text");
+    assert!(
+        narrow.lines().all(|line| line.chars().count() <= 100),
+        "{narrow}"
+    );
+    assert!(!narrow.contains(&requester.peer_id), "{narrow}");
+    let wide = String::from_utf8(run_ok(owner.cmd().args(["audit", "list", "--wide"])).stdout)
+        .expect("text");
+    assert!(wide.contains(&requester.peer_id), "{wide}");
     drop((owner, requester));
 }
 

@@ -32,7 +32,25 @@ pub struct TransparencyReport {
     pub released: Releases,
     /// Grants issued here that are neither expired nor revoked at `generated_at`.
     pub active_grants: Vec<ActiveGrant>,
+    /// Who asked this home, how often, and what they got; most requests first.
+    pub by_requester: Vec<RequesterSummary>,
     pub as_requester: RequesterSide,
+}
+
+/// One requester's history with this home.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequesterSummary {
+    pub requester: PeerId,
+    /// Whether any of its requests came with a credential chain that verified.
+    pub verified: bool,
+    pub requests: u64,
+    /// Grants issued to it, by the owner or a pre-authorization.
+    pub granted: u64,
+    /// Requests the owner, or a standing rule, denied.
+    pub denied: u64,
+    /// Distinct clips served to it, and the bytes that left.
+    pub clips_released: u64,
+    pub bytes_released: u64,
 }
 
 /// Incoming requests by who asked.
@@ -143,6 +161,20 @@ impl TransparencyReport {
         let mut last_at = None;
         // Request id -> (verified, how it ended so far).
         let mut incoming: BTreeMap<RequestId, (bool, Final)> = BTreeMap::new();
+        let mut asked_by: BTreeMap<RequestId, PeerId> = BTreeMap::new();
+        let mut people: BTreeMap<PeerId, RequesterSummary> = BTreeMap::new();
+        let mut served_to: BTreeSet<(PeerId, ClipId)> = BTreeSet::new();
+        let person = |people: &mut BTreeMap<PeerId, RequesterSummary>, peer: PeerId| {
+            people.entry(peer).or_insert(RequesterSummary {
+                requester: peer,
+                verified: false,
+                requests: 0,
+                granted: 0,
+                denied: 0,
+                clips_released: 0,
+                bytes_released: 0,
+            });
+        };
         let mut released = Releases::default();
         let mut clips_released: BTreeSet<ClipId> = BTreeSet::new();
         let mut grants: BTreeMap<TokenId, (u64, ActiveGrant, Timestamp)> = BTreeMap::new();
@@ -156,11 +188,25 @@ impl TransparencyReport {
             match &entry.event {
                 AuditEvent::RequestReceived {
                     request_id,
+                    requester,
                     verified,
                     outcome,
-                    ..
                 } => {
                     incoming.insert(*request_id, (*verified, Final::Auto(*outcome)));
+                    asked_by.insert(*request_id, *requester);
+                    person(&mut people, *requester);
+                    if let Some(summary) = people.get_mut(requester) {
+                        summary.requests += 1;
+                        summary.verified |= *verified;
+                        if matches!(
+                            outcome,
+                            RequestOutcome::Blocked
+                                | RequestOutcome::DeniedUnverified
+                                | RequestOutcome::DeniedNoCaseNumber
+                        ) {
+                            summary.denied += 1;
+                        }
+                    }
                 }
                 AuditEvent::Granted {
                     request_id,
@@ -172,6 +218,10 @@ impl TransparencyReport {
                     by_rule,
                 } => {
                     released.grants_issued += 1;
+                    person(&mut people, *grantee);
+                    if let Some(summary) = people.get_mut(grantee) {
+                        summary.granted += 1;
+                    }
                     if *by_rule {
                         released.grants_by_rule += 1;
                     } else if let Some((_, outcome)) = incoming.get_mut(request_id) {
@@ -192,10 +242,22 @@ impl TransparencyReport {
                     if let Some((_, outcome)) = incoming.get_mut(request_id) {
                         *outcome = Final::DeniedByOwner;
                     }
+                    if let Some(summary) = asked_by
+                        .get(request_id)
+                        .and_then(|requester| people.get_mut(requester))
+                    {
+                        summary.denied += 1;
+                    }
                 }
-                AuditEvent::FetchServed { clip_id, .. } => {
+                AuditEvent::FetchServed { clip_id, peer, .. } => {
                     released.fetches_allowed += 1;
                     clips_released.insert(*clip_id);
+                    if served_to.insert((*peer, *clip_id)) {
+                        person(&mut people, *peer);
+                        if let Some(summary) = people.get_mut(peer) {
+                            summary.clips_released += 1;
+                        }
+                    }
                 }
                 AuditEvent::FetchRefused { .. } => released.fetches_refused += 1,
                 AuditEvent::FetchRefusalsCounted { cause, count, .. } => {
@@ -205,15 +267,31 @@ impl TransparencyReport {
                     };
                     *counter = counter.saturating_add(*count);
                 }
-                AuditEvent::FetchCut { clip_id, bytes, .. } => {
+                AuditEvent::FetchCut {
+                    clip_id,
+                    bytes,
+                    peer,
+                    ..
+                } => {
                     released.fetches_cut += 1;
                     released.bytes_released = released.bytes_released.saturating_add(*bytes);
                     clips_released.insert(*clip_id);
+                    if let Some(summary) = people.get_mut(peer) {
+                        summary.bytes_released = summary.bytes_released.saturating_add(*bytes);
+                    }
                 }
-                AuditEvent::FetchCompleted { clip_id, bytes, .. } => {
+                AuditEvent::FetchCompleted {
+                    clip_id,
+                    bytes,
+                    peer,
+                    ..
+                } => {
                     released.fetches_completed += 1;
                     released.bytes_released = released.bytes_released.saturating_add(*bytes);
                     clips_released.insert(*clip_id);
+                    if let Some(summary) = people.get_mut(peer) {
+                        summary.bytes_released = summary.bytes_released.saturating_add(*bytes);
+                    }
                 }
                 AuditEvent::Revoked { token_id, .. } => {
                     released.revocations += 1;
@@ -289,6 +367,15 @@ impl TransparencyReport {
             requests_received: requests,
             released,
             active_grants: active.into_iter().map(|(_, grant)| grant).collect(),
+            by_requester: {
+                let mut people: Vec<RequesterSummary> = people.into_values().collect();
+                people.sort_by(|a, b| {
+                    b.requests
+                        .cmp(&a.requests)
+                        .then(a.requester.cmp(&b.requester))
+                });
+                people
+            },
             as_requester: mine,
         }
     }
@@ -310,7 +397,8 @@ fn row(
 }
 
 impl fmt::Display for TransparencyReport {
-    /// The human report: one fact per line, zero counts included, so two reports line up.
+    /// The human report: one fact per line, with the rows that count nothing left out (the
+    /// JSON keeps every field, for scripts that compare reports).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "transparency report at {}", self.generated_at)?;
         match (&self.first_entry_at, &self.last_entry_at) {
@@ -326,6 +414,9 @@ impl fmt::Display for TransparencyReport {
             ("from verified authorities", &requests.verified_authority),
             ("from unverified requesters", &requests.unverified),
         ] {
+            if counts.total == 0 {
+                continue;
+            }
             row(f, 1, class, counts.total)?;
             for (label, value) in [
                 ("granted by the owner", counts.granted_by_owner),
@@ -337,34 +428,37 @@ impl fmt::Display for TransparencyReport {
                 ("blocked", counts.blocked),
                 ("no matching clips", counts.no_matching_clips),
             ] {
-                row(f, 2, label, value)?;
+                if value > 0 {
+                    row(f, 2, label, value)?;
+                }
             }
         }
         let released = &self.released;
         writeln!(f)?;
+        let by_rule = if released.grants_by_rule > 0 {
+            format!(" ({} by pre-authorization)", released.grants_by_rule)
+        } else {
+            String::new()
+        };
         row(
             f,
             0,
             "grants issued",
-            format_args!(
-                "{} ({} by pre-authorization)",
-                released.grants_issued, released.grants_by_rule
-            ),
+            format_args!("{}{by_rule}", released.grants_issued),
         )?;
-        row(f, 0, "revocations", released.revocations)?;
-        row(
-            f,
-            0,
-            "fetches",
-            format_args!(
-                "{} allowed, {} completed, {} cut, {} refused, {} closed over a limit",
-                released.fetches_allowed,
-                released.fetches_completed,
-                released.fetches_cut,
-                released.fetches_refused,
-                released.fetches_over_limit
-            ),
-        )?;
+        if released.revocations > 0 {
+            row(f, 0, "revocations", released.revocations)?;
+        }
+        let fetches = counted(&[
+            (released.fetches_allowed, "allowed"),
+            (released.fetches_completed, "completed"),
+            (released.fetches_cut, "cut"),
+            (released.fetches_refused, "refused"),
+            (released.fetches_over_limit, "closed over a limit"),
+        ]);
+        if !fetches.is_empty() {
+            row(f, 0, "fetches", fetches)?;
+        }
         row(
             f,
             0,
@@ -386,36 +480,88 @@ impl fmt::Display for TransparencyReport {
                 if grant.retain { ", may keep them" } else { "" }
             )?;
         }
+        if !self.by_requester.is_empty() {
+            writeln!(f)?;
+            writeln!(f, "by requester")?;
+            for person in &self.by_requester {
+                let answers = counted(&[(person.granted, "granted"), (person.denied, "denied")]);
+                writeln!(
+                    f,
+                    "  {} ({}): {} request(s){}{}",
+                    person.requester,
+                    if person.verified {
+                        "verified authority"
+                    } else {
+                        "unverified"
+                    },
+                    person.requests,
+                    if answers.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {answers}")
+                    },
+                    if person.clips_released > 0 || person.bytes_released > 0 {
+                        format!(
+                            "; got {} clip(s), {} bytes",
+                            person.clips_released, person.bytes_released
+                        )
+                    } else {
+                        String::new()
+                    }
+                )?;
+            }
+        }
         let mine = &self.as_requester;
+        if mine.requests_sent == 0 && mine.grants_received == 0 {
+            return Ok(());
+        }
         writeln!(f)?;
         row(
             f,
             0,
             "requests sent",
             format_args!(
-                "{} ({} direct, {} area)",
-                mine.requests_sent, mine.direct_requests, mine.area_requests
+                "{} ({})",
+                mine.requests_sent,
+                counted(&[
+                    (mine.direct_requests, "direct"),
+                    (mine.area_requests, "area")
+                ])
             ),
         )?;
-        row(
-            f,
-            0,
-            "answers received",
-            format_args!(
-                "{} grants, {} denials",
-                mine.grants_received, mine.denials_received
-            ),
-        )?;
-        row(
-            f,
-            0,
-            "clips received",
-            format_args!("{} ({} bytes)", mine.clips_received, mine.bytes_received),
-        )?;
-        write!(
-            f,
-            "{:<LABEL_WIDTH$}{} expired, {} revoked, {} kept under retention",
-            "grants ended", mine.grants_expired, mine.grants_revoked, mine.grants_retained
-        )
+        let answers = counted(&[
+            (mine.grants_received, "grants"),
+            (mine.denials_received, "denials"),
+        ]);
+        if !answers.is_empty() {
+            row(f, 0, "answers received", answers)?;
+        }
+        if mine.clips_received > 0 {
+            row(
+                f,
+                0,
+                "clips received",
+                format_args!("{} ({} bytes)", mine.clips_received, mine.bytes_received),
+            )?;
+        }
+        let ended = counted(&[
+            (mine.grants_expired, "expired"),
+            (mine.grants_revoked, "revoked"),
+            (mine.grants_retained, "kept under retention"),
+        ]);
+        if !ended.is_empty() {
+            row(f, 0, "grants ended", ended)?;
+        }
+        Ok(())
     }
+}
+
+/// `"3 allowed, 1 refused"`: the non-zero counts of a list, in order; empty when all are 0.
+fn counted(parts: &[(u64, &str)]) -> String {
+    parts
+        .iter()
+        .filter(|(count, _)| *count > 0)
+        .map(|(count, label)| format!("{count} {label}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -28,6 +28,10 @@ pub enum AuditCommand {
     List {
         #[command(flatten)]
         log: LogArg,
+        /// Show whole peer ids and lines of any length (by default each line fits in 100
+        /// columns: peer ids are cut to their first 12 characters)
+        #[arg(long)]
+        wide: bool,
         /// Print JSON (the local API's own shape) instead of text
         #[arg(long)]
         json: bool,
@@ -99,7 +103,7 @@ impl LogArg {
 /// Runs one `porchlight audit` command.
 pub fn run(dir: &DataDir, command: AuditCommand) -> anyhow::Result<()> {
     match command {
-        AuditCommand::List { log, json } => list(&log.path(dir), json),
+        AuditCommand::List { log, wide, json } => list(&log.path(dir), wide, json),
         AuditCommand::Verify {
             log,
             peer,
@@ -154,7 +158,36 @@ fn records_or_none(path: &Path) -> anyhow::Result<Vec<crate::audit_log::SignedAu
     }
 }
 
-fn list(path: &Path, json: bool) -> anyhow::Result<()> {
+/// The width `audit list` keeps to without `--wide`.
+const LIST_WIDTH: usize = 100;
+
+/// A list line made to fit `width` columns: peer ids (`12D3KooW…`, 52 characters) cut to
+/// their first 12, then, if still too long, the end cut with an ellipsis.
+fn narrow(line: &str, width: usize) -> String {
+    let short: Vec<String> = line
+        .split(' ')
+        .map(|word| {
+            let (id, rest) = word.split_at(
+                word.find(|c: char| !c.is_ascii_alphanumeric())
+                    .unwrap_or(word.len()),
+            );
+            if id.starts_with("12D3KooW") && id.len() > 16 {
+                format!("{}…{rest}", &id[..12])
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect();
+    let line = short.join(" ");
+    if line.chars().count() <= width {
+        return line;
+    }
+    let mut cut: String = line.chars().take(width - 1).collect();
+    cut.push('…');
+    cut
+}
+
+fn list(path: &Path, wide: bool, json: bool) -> anyhow::Result<()> {
     let records = records_or_none(path)?;
     if json {
         let views: Vec<_> = records.iter().map(AuditRecordView::of).collect();
@@ -164,7 +197,12 @@ fn list(path: &Path, json: bool) -> anyhow::Result<()> {
         println!("no audit entries");
     }
     for record in &records {
-        println!("{}", list_line(record));
+        let line = list_line(record);
+        if wide {
+            println!("{line}");
+        } else {
+            println!("{}", narrow(&line, LIST_WIDTH));
+        }
     }
     Ok(())
 }
@@ -400,4 +438,32 @@ fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
         serde_json::to_string_pretty(value).context("cannot print JSON")?
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::narrow;
+
+    #[test]
+    fn list_lines_fit_in_100_columns_with_peer_ids_cut() {
+        let peer = "12D3KooWDyFFaqyLaCqWvTevvcaJr43kNNjK1o6xXtXy34KTvfCF";
+        let line = format!(
+            "    12  2026-12-02T15:01:51Z  granted token 0a0b0c0d to {peer}: 2 clips until 2026-12-03"
+        );
+        let short = narrow(&line, 100);
+        assert!(short.chars().count() <= 100, "{short}");
+        assert!(
+            short.ends_with("to 12D3KooWDyFF…: 2 clips until 2026-12-03"),
+            "{short}"
+        );
+        let longer = format!(
+            "     0  2026-12-02T15:01:51Z  request b2e1445f2c4c444d received from unverified requester {peer}: no matching clips, not answered"
+        );
+        assert_eq!(narrow(&longer, 100).chars().count(), 100);
+        let long = format!("{} {}", "x".repeat(120), peer);
+        let cut = narrow(&long, 100);
+        assert_eq!(cut.chars().count(), 100);
+        assert!(cut.ends_with('…'));
+        assert_eq!(narrow("short line", 100), "short line");
+    }
 }
