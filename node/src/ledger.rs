@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use porchlight_core::audit::GrantEnd;
 use porchlight_core::{AuditEntry, AuditEvent, RequestSummary, Requester};
 use porchlight_protocol::{
     ClipId, ConsentToken, PeerId, RequestId, Signed, TimeWindow, Timestamp, TokenId,
@@ -37,10 +38,13 @@ pub enum IncomingState {
 pub enum OutgoingState {
     /// Sent; no owner has granted yet (denials are silent by default).
     Sent,
-    /// At least one owner granted.
+    /// At least one owner granted, and a grant is still live.
     Granted,
     /// The one owner asked sent an explicit deny.
     Denied,
+    /// Granted, and every grant has ended since (revoked or expired): `grant_states` says
+    /// how, and whether the footage was deleted.
+    Ended,
 }
 
 /// One incoming request, for the owner.
@@ -96,7 +100,55 @@ pub struct OutgoingView {
     pub to: String,
     pub sent_at: String,
     pub grants: Vec<String>,
+    /// Where each grant of `grants` stands, in the same order.
+    pub grant_states: Vec<GrantStateView>,
     pub denied_by: Vec<String>,
+    /// Each explicit deny, with the owner's message when it sent one.
+    pub denials: Vec<DenialView>,
+}
+
+/// An owner's explicit deny, as the requester received it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DenialView {
+    pub owner: String,
+    /// The owner's words, checked as peer text (no control or invisible characters) by the
+    /// protocol when the deny arrived: show it as text, never as markup.
+    pub message: Option<String>,
+}
+
+/// Where a grant this node received stands: `granted` (nothing fetched yet), `fetching`,
+/// `received` (every clip), `revoked` or `expired` (footage deleted), or `kept` (ended, and
+/// the footage stays because the owner granted retention).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantState {
+    Granted,
+    Fetching,
+    Received,
+    Revoked,
+    Expired,
+    Kept,
+}
+
+/// One received grant's state, built once here for the CLI and the phone page alike.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GrantStateView {
+    pub token_id: String,
+    pub state: GrantState,
+    /// Clips received completely so far.
+    pub clips_received: usize,
+    /// Clips the grant names; unknown (`null`) for a grant whose footage was deleted before
+    /// this node last started, as only the audit log remembers it.
+    pub clips_granted: Option<usize>,
+    /// When it was revoked or expired, RFC 3339.
+    pub ended_at: Option<String>,
+    /// Why it ended, for `kept`: `revoked` or `expired`.
+    pub ended_by: Option<String>,
+    /// The node's encrypted copy was deleted (files already exported with `fetch -o` are
+    /// not touched).
+    pub footage_deleted: bool,
+    /// One line for a person, e.g. "revoked by the owner at …; its footage was deleted".
+    pub summary: String,
 }
 
 /// `GET /v1/requests`.
@@ -124,6 +176,8 @@ pub struct TokenView {
     pub state: String,
     /// Clips fetched (received) or served (issued) so far.
     pub clips_transferred: Vec<String>,
+    /// For a received token: where the grant stands, as `requests list` shows it.
+    pub grant_state: Option<GrantStateView>,
 }
 
 /// `GET /v1/tokens`.
@@ -148,7 +202,7 @@ struct Outgoing {
     sent_at: Timestamp,
     state: OutgoingState,
     grants: Vec<TokenId>,
-    denied_by: Vec<PeerId>,
+    denied_by: Vec<(PeerId, Option<String>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +220,18 @@ struct TokenEntry {
     revoked: bool,
     deleted: bool,
     transferred: Vec<ClipId>,
+    /// A received grant's end, from its `GrantEnded` audit entry.
+    ended: Option<Ended>,
+    /// A received grant known only from the audit log: its footage (and token) are gone.
+    received_gone: bool,
+}
+
+/// How and when a received grant ended.
+#[derive(Debug, Clone, Copy)]
+struct Ended {
+    why: GrantEnd,
+    at: Timestamp,
+    deleted: bool,
 }
 
 /// What the owner side knows of a token it issued (from its audit event).
@@ -200,10 +266,45 @@ pub struct OutgoingDetails {
 
 impl Ledger {
     /// The tokens of an earlier run: those this node issued, from its audit log (grants and
-    /// revocations), and those it received, from the received store's grants. Requests are
-    /// not rebuilt (see `porchlight_core::state`: pending prompts do not survive a restart).
+    /// revocations), and those it received, from the received store's grants and, for
+    /// grants whose footage is gone, from the audit log (so a revoked grant still says so).
+    /// Requests are not rebuilt (see `porchlight_core::state`: pending prompts do not
+    /// survive a restart).
     pub fn rebuild(entries: &[AuditEntry], received: &[ReceivedGrant], owner: PeerId) -> Ledger {
         let mut ledger = Ledger::default();
+        let mut received_in_log: BTreeMap<TokenId, (RequestId, PeerId, Timestamp)> =
+            BTreeMap::new();
+        let mut ends: BTreeMap<TokenId, Ended> = BTreeMap::new();
+        let mut clips_received: BTreeMap<TokenId, Vec<ClipId>> = BTreeMap::new();
+        for entry in entries {
+            match &entry.event {
+                AuditEvent::GrantReceived {
+                    request_id,
+                    token_id,
+                    owner,
+                } => {
+                    received_in_log.insert(*token_id, (*request_id, *owner, entry.at));
+                }
+                AuditEvent::GrantEnded {
+                    token_id,
+                    why,
+                    deleted,
+                } => {
+                    ends.insert(
+                        *token_id,
+                        Ended {
+                            why: *why,
+                            at: entry.at,
+                            deleted: *deleted,
+                        },
+                    );
+                }
+                AuditEvent::ClipReceived {
+                    token_id, clip_id, ..
+                } => clips_received.entry(*token_id).or_default().push(*clip_id),
+                _ => {}
+            }
+        }
         for entry in entries {
             match &entry.event {
                 AuditEvent::Granted {
@@ -240,6 +341,34 @@ impl Ledger {
             for clip in grant.clips.iter().filter(|clip| clip.complete) {
                 ledger.transferred(&token_id, clip.clip_id);
             }
+        }
+        for (token_id, (request_id, owner, at)) in received_in_log {
+            if ledger.tokens.contains_key(&token_id) {
+                continue;
+            }
+            // Its footage and token were deleted; the log still says what it was.
+            ledger.tokens.insert(
+                token_id,
+                TokenEntry {
+                    token_id,
+                    request_id,
+                    owner,
+                    grantee: PeerId::from_public_key_bytes([0; 32]),
+                    clips: Vec::new(),
+                    not_before: at,
+                    not_after: at,
+                    retain: false,
+                    received: None,
+                    revoked: false,
+                    deleted: true,
+                    transferred: clips_received.remove(&token_id).unwrap_or_default(),
+                    ended: None,
+                    received_gone: true,
+                },
+            );
+        }
+        for (token_id, end) in ends {
+            ledger.grant_ended(&token_id, end.why, end.at, end.deleted);
         }
         ledger
     }
@@ -323,17 +452,62 @@ impl Ledger {
                 revoked: false,
                 deleted: false,
                 transferred: Vec::new(),
+                ended: None,
+                received_gone: false,
             },
         );
     }
 
-    pub fn denial_received(&mut self, request_id: &RequestId, owner: PeerId) {
+    /// An explicit deny, with the owner's message if it sent one (already checked as peer
+    /// text by the protocol).
+    pub fn denial_received(
+        &mut self,
+        request_id: &RequestId,
+        owner: PeerId,
+        message: Option<String>,
+    ) {
         if let Some(outgoing) = self.outgoing.get_mut(request_id) {
             if outgoing.state == OutgoingState::Sent {
                 outgoing.state = OutgoingState::Denied;
             }
-            outgoing.denied_by.push(owner);
+            outgoing.denied_by.push((owner, message));
         }
+    }
+
+    /// A received grant ended (its `GrantEnded` audit entry): revoked or expired, its
+    /// footage deleted unless retention was granted.
+    pub fn grant_ended(&mut self, token_id: &TokenId, why: GrantEnd, at: Timestamp, deleted: bool) {
+        if let Some(entry) = self.tokens.get_mut(token_id) {
+            entry.ended = Some(Ended { why, at, deleted });
+            entry.deleted |= deleted;
+            entry.revoked |= why == GrantEnd::Revoked;
+        }
+    }
+
+    /// Why `fetch` cannot give anything for a received grant that ended with its footage
+    /// deleted, in words: `None` while it still has footage (or is not known).
+    pub fn ended_refusal(&self, token_id: &TokenId) -> Option<String> {
+        let entry = self.tokens.get(token_id)?;
+        let view = grant_state(entry);
+        view.footage_deleted
+            .then(|| format!("token {token_id} {}", view.summary))
+    }
+
+    /// Received grants of an outgoing request, known to this ledger (with or without their
+    /// token).
+    pub fn grant_ids_of(&self, request_id: &RequestId) -> Vec<TokenId> {
+        let mut ids: Vec<TokenId> = self
+            .outgoing
+            .get(request_id)
+            .map(|outgoing| outgoing.grants.clone())
+            .unwrap_or_default();
+        for entry in self.tokens.values() {
+            let received = entry.received.is_some() || entry.received_gone;
+            if received && entry.request_id == *request_id && !ids.contains(&entry.token_id) {
+                ids.push(entry.token_id);
+            }
+        }
+        ids
     }
 
     pub fn token_issued(&mut self, token: IssuedToken) {
@@ -352,6 +526,8 @@ impl Ledger {
                 revoked: false,
                 deleted: false,
                 transferred: Vec::new(),
+                ended: None,
+                received_gone: false,
             },
         );
     }
@@ -415,9 +591,17 @@ impl Ledger {
             outgoing: self
                 .outgoing
                 .iter()
-                .map(|(id, outgoing)| OutgoingView {
+                .map(|(id, outgoing)| (id, outgoing, self.grant_states_of(outgoing)))
+                .map(|(id, outgoing, grant_states)| OutgoingView {
                     request_id: id.to_string(),
-                    state: outgoing.state,
+                    state: if outgoing.state == OutgoingState::Granted
+                        && !grant_states.is_empty()
+                        && grant_states.iter().all(|grant| grant.ended_at.is_some())
+                    {
+                        OutgoingState::Ended
+                    } else {
+                        outgoing.state
+                    },
                     target: outgoing.target.clone(),
                     reason: outgoing.reason.clone(),
                     case_number: outgoing.case_number.clone(),
@@ -425,10 +609,32 @@ impl Ledger {
                     to: rfc3339(outgoing.window.to),
                     sent_at: rfc3339(outgoing.sent_at),
                     grants: outgoing.grants.iter().map(ToString::to_string).collect(),
-                    denied_by: outgoing.denied_by.iter().map(ToString::to_string).collect(),
+                    grant_states,
+                    denied_by: outgoing
+                        .denied_by
+                        .iter()
+                        .map(|(owner, _)| owner.to_string())
+                        .collect(),
+                    denials: outgoing
+                        .denied_by
+                        .iter()
+                        .map(|(owner, message)| DenialView {
+                            owner: owner.to_string(),
+                            message: message.clone(),
+                        })
+                        .collect(),
                 })
                 .collect(),
         }
+    }
+
+    fn grant_states_of(&self, outgoing: &Outgoing) -> Vec<GrantStateView> {
+        outgoing
+            .grants
+            .iter()
+            .filter_map(|token_id| self.tokens.get(token_id))
+            .map(grant_state)
+            .collect()
     }
 
     pub fn tokens_view(&self, now: Timestamp) -> TokensView {
@@ -446,7 +652,7 @@ impl Ledger {
                     } else {
                         "active"
                     };
-                    let direction = if entry.received.is_some() {
+                    let direction = if entry.received.is_some() || entry.received_gone {
                         "received"
                     } else {
                         "issued"
@@ -467,10 +673,93 @@ impl Ledger {
                             .iter()
                             .map(ToString::to_string)
                             .collect(),
+                        grant_state: (direction == "received")
+                            .then(|| grant_state(entry)),
                     }
                 })
                 .collect(),
         }
+    }
+}
+
+/// Where a received grant stands, and the line that says so.
+fn grant_state(entry: &TokenEntry) -> GrantStateView {
+    let clips_received = entry.transferred.len();
+    let clips_granted = (!entry.received_gone).then_some(entry.clips.len());
+    let of_clips = |n: usize| match clips_granted {
+        Some(m) => format!("{n} of {m} clips"),
+        None => format!("{n} clips"),
+    };
+    let (state, summary) = match entry.ended {
+        Some(Ended {
+            why: GrantEnd::Revoked,
+            at,
+            deleted: true,
+        }) => (
+            GrantState::Revoked,
+            format!(
+                "was revoked by the owner at {}; its footage was deleted from this node",
+                rfc3339(at)
+            ),
+        ),
+        Some(Ended {
+            why: GrantEnd::Expired,
+            at,
+            deleted: true,
+        }) => (
+            GrantState::Expired,
+            format!(
+                "expired at {}; its footage was deleted from this node",
+                rfc3339(at)
+            ),
+        ),
+        Some(Ended {
+            why, at, deleted: false,
+        }) => (
+            GrantState::Kept,
+            format!(
+                "{} at {}; its footage is kept (the owner granted retention): {} received",
+                match why {
+                    GrantEnd::Revoked => "was revoked by the owner",
+                    GrantEnd::Expired => "expired",
+                },
+                rfc3339(at),
+                of_clips(clips_received)
+            ),
+        ),
+        None if clips_granted.is_some_and(|m| m > 0 && clips_received >= m) => (
+            GrantState::Received,
+            format!("received: {}", of_clips(clips_received)),
+        ),
+        None if clips_received > 0 => (
+            GrantState::Fetching,
+            format!("fetching: {} received", of_clips(clips_received)),
+        ),
+        None => (
+            GrantState::Granted,
+            format!(
+                "granted until {}: {} received",
+                rfc3339(entry.not_after),
+                of_clips(0)
+            ),
+        ),
+    };
+    GrantStateView {
+        token_id: entry.token_id.to_string(),
+        state,
+        clips_received,
+        clips_granted,
+        ended_at: entry.ended.map(|end| rfc3339(end.at)),
+        ended_by: entry.ended.map(|end| {
+            match end.why {
+                GrantEnd::Revoked => "revoked",
+                GrantEnd::Expired => "expired",
+            }
+            .to_owned()
+        }),
+        footage_deleted: entry.ended.is_some_and(|end| end.deleted)
+            || (entry.received_gone && entry.deleted),
+        summary,
     }
 }
 

@@ -1259,3 +1259,119 @@ fn a_slow_grantee_gets_no_chunk_after_the_token_expires_and_the_cut_is_recorded(
     assert!(fetch.received <= bytes && bytes < fetch.ciphertext_len);
     audit_verifies(&fetch.home);
 }
+
+/// `porchlight requests list` as a person reads it (no `--json`).
+fn requests_text(peer: &Peer) -> String {
+    String::from_utf8_lossy(&run_ok(peer.cmd().args(["requests", "list"])).stdout).into_owned()
+}
+
+#[test]
+fn the_requester_is_told_the_owners_deny_message() {
+    let hood = neighborhood(1, &[]);
+    let (authority, home) = (&hood.authority, &hood.homes[0]);
+    let (from, to) = window();
+    let sent = json(authority.cmd().args([
+        "request", "--peer", &home.address, "--from", &from, "--to", &to, "--reason", "noise",
+    ]));
+    let request_id = sent["id"].as_str().expect("request id").to_owned();
+    wait_for(Duration::from_secs(30), "the prompt", || {
+        home.incoming(&request_id)
+    });
+    run_ok(home.cmd().args([
+        "requests",
+        "deny",
+        &request_id,
+        "--message",
+        "sorry, nothing useful",
+    ]));
+    let out = wait_for(Duration::from_secs(30), "the denial to arrive", || {
+        outgoing(authority, &request_id).filter(|out| out["state"] == "denied")
+    });
+    assert_eq!(out["denials"][0]["owner"], home.peer_id.as_str());
+    assert_eq!(out["denials"][0]["message"], "sorry, nothing useful");
+    assert!(
+        requests_text(authority).contains(&format!(
+            "denied by {}: \"sorry, nothing useful\"",
+            home.peer_id
+        )),
+        "{}",
+        requests_text(authority)
+    );
+    let list = json(authority.cmd().args(["audit", "list"]));
+    let denial = list
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|entry| entry["event"]["type"] == "denial_received_with_message")
+        .expect("the requester's audit entry keeps the message");
+    assert_eq!(denial["event"]["message"], "sorry, nothing useful");
+    audit_verifies(authority);
+}
+
+#[test]
+fn a_revoked_grant_says_revoked_and_its_fetch_says_why_even_after_a_restart() {
+    let mut hood = neighborhood(1, &[]);
+    let home = &hood.homes[0];
+    let (request_id, token_id) =
+        granted_and_fetched(&hood.authority, home, "bike theft", &["--for", "1h"]);
+    let out = outgoing(&hood.authority, &request_id).expect("the outgoing request");
+    assert_eq!(out["grant_states"][0]["state"], "received");
+
+    run_ok(home.cmd().args(["tokens", "revoke", &token_id]));
+    let authority = &hood.authority;
+    let state = wait_for(Duration::from_secs(30), "the revocation to arrive", || {
+        let out = outgoing(authority, &request_id)?;
+        (out["grant_states"][0]["state"] == "revoked").then(|| out["grant_states"][0].clone())
+    });
+    assert_eq!(state["footage_deleted"], true);
+    assert!(state["ended_at"].is_string());
+    let text = requests_text(authority);
+    assert!(
+        text.contains(&format!("token {token_id}: was revoked by the owner at")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{request_id}  Ended")),
+        "no longer said to be granted: {text}"
+    );
+    assert_eq!(outgoing(authority, &request_id).expect("listed")["state"], "ended");
+
+    let refused = |authority: &Peer| {
+        let export = authority.dir.join("export");
+        let out = authority
+            .cmd()
+            .args(["fetch", &token_id, "-o"])
+            .arg(&export)
+            .output()
+            .expect("the porchlight binary runs");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let why = refused(authority);
+    assert!(
+        why.contains(&format!("token {token_id} was revoked by the owner at"))
+            && why.contains("footage was deleted"),
+        "{why}"
+    );
+
+    let authority = std::mem::replace(
+        &mut hood.authority,
+        Peer {
+            dir: PathBuf::new(),
+            child: None,
+            peer_id: String::new(),
+            address: String::new(),
+            log: PathBuf::new(),
+        },
+    )
+    .restart(&["--camera", "none"]);
+    let tokens = authority.tokens();
+    let token = token_of(&tokens, &token_id).expect("the revoked grant is listed after a restart");
+    assert_eq!(token["direction"], "received");
+    assert_eq!(token["grant_state"]["state"], "revoked");
+    let why = refused(&authority);
+    assert!(
+        why.contains(&format!("token {token_id} was revoked by the owner at")),
+        "{why}"
+    );
+}

@@ -110,6 +110,8 @@ pub struct RequesterSide {
     pub area_requests: u64,
     pub grants_received: u64,
     pub denials_received: u64,
+    /// Of `denials_received`, those that came with the owner's message.
+    pub denials_with_message: u64,
     pub clips_received: u64,
     pub bytes_received: u64,
     pub grants_expired: u64,
@@ -229,6 +231,10 @@ impl TransparencyReport {
                 }
                 AuditEvent::GrantReceived { .. } => mine.grants_received += 1,
                 AuditEvent::DenialReceived { .. } => mine.denials_received += 1,
+                AuditEvent::DenialReceivedWithMessage { .. } => {
+                    mine.denials_received += 1;
+                    mine.denials_with_message += 1;
+                }
                 AuditEvent::ClipReceived { bytes, .. } => {
                     mine.clips_received += 1;
                     mine.bytes_received = mine.bytes_received.saturating_add(*bytes);
@@ -402,8 +408,8 @@ impl fmt::Display for TransparencyReport {
             0,
             "answers received",
             format_args!(
-                "{} grants, {} denials",
-                mine.grants_received, mine.denials_received
+                "{} grants, {} denials ({} with a message)",
+                mine.grants_received, mine.denials_received, mine.denials_with_message
             ),
         )?;
         row(

@@ -299,9 +299,16 @@ fn print_outgoing(request: &OutgoingView) {
     println!("    reason    {}", request.reason);
     println!("    window    {} .. {}", request.from, request.to);
     for grant in &request.grants {
-        println!("    grant     token {grant}");
+        match request.grant_states.iter().find(|s| s.token_id == *grant) {
+            Some(state) => println!("    grant     token {grant}: {}", state.summary),
+            None => println!("    grant     token {grant}"),
+        }
     }
-    for owner in &request.denied_by {
-        println!("    denied by {owner}");
+    for denial in &request.denials {
+        match &denial.message {
+            // Peer text, checked by the protocol; quoted so it reads as the owner's words.
+            Some(message) => println!("    denied by {}: {message:?}", denial.owner),
+            None => println!("    denied by {}", denial.owner),
+        }
     }
 }
