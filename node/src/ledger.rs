@@ -99,6 +99,9 @@ pub struct OutgoingView {
     pub from: String,
     pub to: String,
     pub sent_at: String,
+    /// Set while the window ends in the future or reaches into footage still being
+    /// recorded: what that means for the answer (see [`window_note`]).
+    pub window_note: Option<String>,
     pub grants: Vec<String>,
     /// Where each grant of `grants` stands, in the same order.
     pub grant_states: Vec<GrantStateView>,
@@ -581,7 +584,7 @@ impl Ledger {
             .unwrap_or_default()
     }
 
-    pub fn requests_view(&self) -> RequestsView {
+    pub fn requests_view(&self, now: Timestamp) -> RequestsView {
         RequestsView {
             incoming: self
                 .incoming
@@ -608,6 +611,7 @@ impl Ledger {
                     from: rfc3339(outgoing.window.from),
                     to: rfc3339(outgoing.window.to),
                     sent_at: rfc3339(outgoing.sent_at),
+                    window_note: window_note(&outgoing.window, now),
                     grants: outgoing.grants.iter().map(ToString::to_string).collect(),
                     grant_states,
                     denied_by: outgoing
@@ -679,6 +683,33 @@ impl Ledger {
                 })
                 .collect(),
         }
+    }
+}
+
+/// How far back footage may still be in an owner's clip being recorded, as far as the
+/// requester can tell: the default clip length (an owner may set another with
+/// `--clip-seconds`; the requester cannot know it).
+const RECORDING_NOTE_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What a requester should know about a window that is not all recorded yet: it ends in
+/// the future, or within the last minute (the default clip length), so an owner's node
+/// waits up to one clip length for the clip being recorded before it matches. `None` for a
+/// window wholly in the past.
+pub fn window_note(window: &TimeWindow, now: Timestamp) -> Option<String> {
+    if window.to > now {
+        Some(format!(
+            "the window ends in the future ({}): only footage recorded by the time each owner's \
+             node answers (about one clip length from when it gets the request) can match",
+            rfc3339(window.to)
+        ))
+    } else if window.to > now.saturating_sub(RECORDING_NOTE_WITHIN) {
+        Some(
+            "the window's end is still being recorded: each owner's node waits for its \
+             current clip (up to one clip length) before it answers"
+                .to_owned(),
+        )
+    } else {
+        None
     }
 }
 

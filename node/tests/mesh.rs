@@ -1375,3 +1375,43 @@ fn a_revoked_grant_says_revoked_and_its_fetch_says_why_even_after_a_restart() {
         "{why}"
     );
 }
+
+#[test]
+fn a_request_for_footage_still_being_recorded_waits_for_the_clip_and_reaches_the_owner() {
+    let hood = neighborhood(1, &[]);
+    let (authority, home) = (&hood.authority, &hood.homes[0]);
+    // Starts after every clip sealed by the time it arrives: only a clip recorded after
+    // the request came in can match it (the homes record 1 s clips).
+    let now = SystemTime::now();
+    let (from, to) = (
+        rfc3339(now + Duration::from_secs(2)),
+        rfc3339(now + Duration::from_secs(4)),
+    );
+    let out = run_ok(authority.cmd().args([
+        "request", "--peer", &home.address, "--from", &from, "--to", &to, "--reason", "live",
+    ]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("note: the window ends in the future"),
+        "the requester is told: {text}"
+    );
+    let request_id = text
+        .lines()
+        .find_map(|line| line.strip_prefix("request sent: "))
+        .expect("the request id")
+        .trim()
+        .to_owned();
+    let listed = outgoing(authority, &request_id).expect("the outgoing request");
+    assert!(listed["window_note"].is_string());
+
+    let incoming = wait_for(Duration::from_secs(30), "the owner's prompt", || {
+        home.incoming(&request_id)
+    });
+    assert!(
+        !incoming["matching_clips"]
+            .as_array()
+            .expect("clips")
+            .is_empty(),
+        "the clip recorded meanwhile is offered"
+    );
+}

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use crate::api::client::ApiClient;
 use crate::api::consent::{
-    ApproveBody, DenyBody, FetchAnswer, FetchBody, IdAnswer, SendRequestBody,
+    ApproveBody, DenyBody, FetchAnswer, FetchBody, IdAnswer, RequestSentAnswer, SendRequestBody,
 };
 use crate::ledger::{IncomingView, OutgoingView, RequestsView, TokensView};
 
@@ -113,9 +113,12 @@ pub fn request(client: &ApiClient, args: RequestArgs) -> anyhow::Result<()> {
         case: args.case,
         access: args.access,
     };
-    let answer: IdAnswer = client.post("/v1/requests", &body)?;
+    let answer: RequestSentAnswer = client.post("/v1/requests", &body)?;
     print(args.json, &answer, |answer| {
         println!("request sent: {}", answer.id);
+        if let Some(note) = &answer.window_note {
+            println!("note: {note}");
+        }
         println!("follow it with `porchlight requests list`");
     })
 }
@@ -298,6 +301,9 @@ fn print_outgoing(request: &OutgoingView) {
     println!("    to        {}", request.target);
     println!("    reason    {}", request.reason);
     println!("    window    {} .. {}", request.from, request.to);
+    if let Some(note) = &request.window_note {
+        println!("    note      {note}");
+    }
     for grant in &request.grants {
         match request.grant_states.iter().find(|s| s.token_id == *grant) {
             Some(state) => println!("    grant     token {grant}: {}", state.summary),
