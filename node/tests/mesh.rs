@@ -8,7 +8,10 @@
 //! revocation deletes what was received and refuses the next fetch; a direct request by
 //! multiaddr; a grant that expires deletes its footage; a replayed request is refused once
 //! and never prompts the owner twice; an owner's raised `[limits]` let through a burst the
-//! defaults stop; and every node's audit log verifies.
+//! defaults stop; the requester is shown the owner's deny message, a revoked grant as
+//! revoked (also after a restart, and in `fetch`'s refusal), and a window still being
+//! recorded, which the owner's node matches once the clip in progress is sealed; and every
+//! node's audit log verifies.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
