@@ -827,7 +827,9 @@ impl Driver {
                     .map_err(CommandError::from)?;
                 Ok(CommandReply::Done)
             }
-            Command::ListRequests => Ok(CommandReply::Requests(self.ledger.requests_view(self.now()))),
+            Command::ListRequests => Ok(CommandReply::Requests(
+                self.ledger.requests_view(self.now()),
+            )),
             Command::ListTokens => Ok(CommandReply::Tokens(self.ledger.tokens_view(self.now()))),
             Command::Fetch { id, export_to } => self.fetch_command(&id, export_to),
         }

@@ -677,8 +677,7 @@ impl Ledger {
                             .iter()
                             .map(ToString::to_string)
                             .collect(),
-                        grant_state: (direction == "received")
-                            .then(|| grant_state(entry)),
+                        grant_state: (direction == "received").then(|| grant_state(entry)),
                     }
                 })
                 .collect(),
@@ -745,7 +744,9 @@ fn grant_state(entry: &TokenEntry) -> GrantStateView {
             ),
         ),
         Some(Ended {
-            why, at, deleted: false,
+            why,
+            at,
+            deleted: false,
         }) => (
             GrantState::Kept,
             format!(

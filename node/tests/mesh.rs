@@ -1274,7 +1274,15 @@ fn the_requester_is_told_the_owners_deny_message() {
     let (authority, home) = (&hood.authority, &hood.homes[0]);
     let (from, to) = window();
     let sent = json(authority.cmd().args([
-        "request", "--peer", &home.address, "--from", &from, "--to", &to, "--reason", "noise",
+        "request",
+        "--peer",
+        &home.address,
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--reason",
+        "noise",
     ]));
     let request_id = sent["id"].as_str().expect("request id").to_owned();
     wait_for(Duration::from_secs(30), "the prompt", || {
@@ -1337,7 +1345,10 @@ fn a_revoked_grant_says_revoked_and_its_fetch_says_why_even_after_a_restart() {
         text.contains(&format!("{request_id}  Ended")),
         "no longer said to be granted: {text}"
     );
-    assert_eq!(outgoing(authority, &request_id).expect("listed")["state"], "ended");
+    assert_eq!(
+        outgoing(authority, &request_id).expect("listed")["state"],
+        "ended"
+    );
 
     let refused = |authority: &Peer| {
         let export = authority.dir.join("export");
@@ -1391,7 +1402,15 @@ fn a_request_for_footage_still_being_recorded_waits_for_the_clip_and_reaches_the
         rfc3339(now + Duration::from_secs(4)),
     );
     let out = run_ok(authority.cmd().args([
-        "request", "--peer", &home.address, "--from", &from, "--to", &to, "--reason", "live",
+        "request",
+        "--peer",
+        &home.address,
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--reason",
+        "live",
     ]));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

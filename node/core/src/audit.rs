@@ -1333,7 +1333,10 @@ mod tests {
         };
         assert!(refused(with_body(2, &[0xc3, 0x28])), "not UTF-8");
         assert!(refused(with_body(6, b"so\x1b[2J")), "a control character");
-        assert!(refused(with_body(4, "a\u{202e}".as_bytes())), "a bidi override");
+        assert!(
+            refused(with_body(4, "a\u{202e}".as_bytes())),
+            "a bidi override"
+        );
         assert!(refused(with_body(0, b"")), "empty");
         assert!(refused(with_body(2, b"  ")), "blank");
         let longest = "a".repeat(MAX_AUDIT_MESSAGE_LEN);
@@ -1341,7 +1344,10 @@ mod tests {
         assert!(AuditEntry::from_canonical_bytes(&at_limit).is_ok());
         assert_eq!(canonical_len_at_start(&at_limit), Ok(at_limit.len()));
         let over = "a".repeat(MAX_AUDIT_MESSAGE_LEN + 1);
-        assert!(refused(with_body(over.len() as u16, over.as_bytes())), "too long");
+        assert!(
+            refused(with_body(over.len() as u16, over.as_bytes())),
+            "too long"
+        );
         assert_eq!(
             AuditEntry::from_canonical_bytes(&with_body(6, b"sorry")),
             Err(AuditDecodeError::Truncated),

@@ -36,13 +36,30 @@ fn a_clip_that_only_touches_the_window_or_has_no_length_is_not_offered() {
     add_clip(&mut pair, 12, ms(window.from, -59_999), ms(window.from, 1));
     add_clip(&mut pair, 13, ms(window.to, -1), ms(window.to, 59_999));
     // No length at all, inside the window: it overlaps by zero time.
-    add_clip(&mut pair, 14, ms(window.to, -30_000), ms(window.to, -30_000));
+    add_clip(
+        &mut pair,
+        14,
+        ms(window.to, -30_000),
+        ms(window.to, -30_000),
+    );
     let (_, summary) = pair.ask_and_prompt();
     let offered: Vec<_> = summary.matching_clips.iter().map(|c| c.clip_id).collect();
-    assert!(!offered.contains(&clip(10)), "ends at the start: {offered:?}");
-    assert!(!offered.contains(&clip(11)), "starts at the end: {offered:?}");
-    assert!(offered.contains(&clip(12)), "1 ms inside the start: {offered:?}");
-    assert!(offered.contains(&clip(13)), "1 ms inside the end: {offered:?}");
+    assert!(
+        !offered.contains(&clip(10)),
+        "ends at the start: {offered:?}"
+    );
+    assert!(
+        !offered.contains(&clip(11)),
+        "starts at the end: {offered:?}"
+    );
+    assert!(
+        offered.contains(&clip(12)),
+        "1 ms inside the start: {offered:?}"
+    );
+    assert!(
+        offered.contains(&clip(13)),
+        "1 ms inside the end: {offered:?}"
+    );
     assert!(!offered.contains(&clip(14)), "zero length: {offered:?}");
 }
 
@@ -105,7 +122,12 @@ fn a_request_for_the_last_seconds_waits_for_the_clip_in_progress_then_matches_it
     pair.advance(Duration::from_secs(12));
     let prompts = prompts(&pair.owner_log);
     assert_eq!(prompts.len(), 1, "{:#?}", pair.owner_log);
-    let offered: Vec<_> = prompts[0].1.matching_clips.iter().map(|c| c.clip_id).collect();
+    let offered: Vec<_> = prompts[0]
+        .1
+        .matching_clips
+        .iter()
+        .map(|c| c.clip_id)
+        .collect();
     assert_eq!(offered, vec![clip(9)], "the clip that was in progress");
     assert_eq!(prompts[0].1.received_at, t(0), "received when it arrived");
     assert_eq!(outcomes(&pair.owner_log), vec![RequestOutcome::Prompted]);
@@ -158,7 +180,10 @@ fn an_undone_wait_or_match_puts_the_request_back_as_it_was() {
     .expect("valid request");
     assert_eq!(pair.owner.awaiting_clip().count(), 1);
     pair.owner.undo_step();
-    assert_eq!(pair.owner.awaiting_clip().copied().collect::<Vec<_>>(), before);
+    assert_eq!(
+        pair.owner.awaiting_clip().copied().collect::<Vec<_>>(),
+        before
+    );
     let frame = pair
         .requester_log
         .iter()
@@ -172,7 +197,11 @@ fn an_undone_wait_or_match_puts_the_request_back_as_it_was() {
         .handle(pair.now, Input::FrameReceived { from, bytes: frame })
         .expect("network input never errs");
     let _ = pair.owner.drain();
-    assert_eq!(pair.owner.awaiting_clip().count(), 1, "no replay after undo");
+    assert_eq!(
+        pair.owner.awaiting_clip().count(),
+        1,
+        "no replay after undo"
+    );
 
     // The match's step fails: undone, the request waits again and matches on retry.
     add_clip(&mut pair, 9, t(-10), t(50));
