@@ -851,15 +851,16 @@ impl Driver {
                 "{id:?} is neither a request id (64 hex digits) nor a token id (32 hex digits)"
             )));
         };
-        // A grant that ended with its footage deleted has nothing to give: say what happened
-        // rather than "nothing was received".
+        // A grant that ended with its footage deleted has nothing to export: say what
+        // happened rather than "nothing was received". Asked to fetch, the node still asks
+        // the owner while it holds the token (the owner's refusal is recorded on both sides).
         let ended: Vec<String> = token_ids
             .iter()
             .filter_map(|token_id| self.ledger.ended_refusal(token_id))
             .collect();
         let tokens: Vec<_> = token_ids
             .iter()
-            .filter(|token_id| self.ledger.ended_refusal(token_id).is_none())
+            .filter(|token_id| export_to.is_none() || self.ledger.ended_refusal(token_id).is_none())
             .filter_map(|token_id| self.ledger.received_token(token_id).cloned())
             .collect();
         if tokens.is_empty() && !ended.is_empty() {
