@@ -345,21 +345,22 @@ impl Ledger {
                 ledger.transferred(&token_id, clip.clip_id);
             }
         }
-        for (token_id, (request_id, owner, at)) in received_in_log {
+        for (token_id, (request_id, granted_by, at)) in received_in_log {
             if ledger.tokens.contains_key(&token_id) {
                 continue;
             }
-            // Its footage and token were deleted; the log still says what it was.
+            // Its footage and token were deleted; the log still says what it was (not its
+            // clips or validity: those were in the token).
             ledger.tokens.insert(
                 token_id,
                 TokenEntry {
                     token_id,
                     request_id,
-                    owner,
-                    grantee: PeerId::from_public_key_bytes([0; 32]),
+                    owner: granted_by,
+                    grantee: owner,
                     clips: Vec::new(),
                     not_before: at,
-                    not_after: at,
+                    not_after: ends.get(&token_id).map_or(at, |end| end.at),
                     retain: false,
                     received: None,
                     revoked: false,
@@ -492,8 +493,14 @@ impl Ledger {
     pub fn ended_refusal(&self, token_id: &TokenId) -> Option<String> {
         let entry = self.tokens.get(token_id)?;
         let view = grant_state(entry);
-        view.footage_deleted
-            .then(|| format!("token {token_id} {}", view.summary))
+        if !view.footage_deleted {
+            return None;
+        }
+        Some(match view.ended_at {
+            Some(_) => format!("token {token_id} {}", view.summary),
+            // Gone from the received store without a recorded end (deleted by hand).
+            None => format!("nothing of token {token_id} is on this node any more"),
+        })
     }
 
     /// Received grants of an outgoing request, known to this ledger (with or without their
@@ -838,5 +845,111 @@ fn incoming_view(id: &RequestId, incoming: &Incoming) -> IncomingView {
             })
             .collect(),
         token_id: incoming.token.map(|token| token.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use porchlight_protocol::{AgreementPublic, SigningIdentity};
+
+    use super::*;
+
+    fn at(secs: u64) -> Timestamp {
+        Timestamp::from_unix_millis(1_700_000_000_000 + secs * 1000)
+    }
+
+    /// A ledger that sent request 1 and received token 2 for clips 3 and 4, retained or not.
+    fn granted(retain: bool) -> (Ledger, TokenId) {
+        let owner = SigningIdentity::from_secret_bytes(&[1; 32]);
+        let request_id = RequestId::from_bytes([1; 32]);
+        let token_id = TokenId::from_bytes([2; 16]);
+        let token = ConsentToken {
+            token_id,
+            request_id,
+            owner: owner.peer_id(),
+            grantee: PeerId::from_public_key_bytes([9; 32]),
+            grantee_key: AgreementPublic::from_bytes([8; 32]),
+            clips: vec![ClipId::from_bytes([3; 32]), ClipId::from_bytes([4; 32])],
+            not_before: at(0),
+            not_after: at(3600),
+            retain,
+        };
+        let mut ledger = Ledger::default();
+        ledger.sent(
+            request_id,
+            OutgoingDetails {
+                target: "a home".into(),
+                reason: "bike theft".into(),
+                case_number: None,
+                window: TimeWindow {
+                    from: at(0),
+                    to: at(60),
+                },
+            },
+            at(100),
+        );
+        ledger.grant_received(&request_id, Signed::sign(token, &owner).expect("valid"));
+        (ledger, token_id)
+    }
+
+    fn state(ledger: &Ledger) -> GrantStateView {
+        ledger.requests_view(at(200)).outgoing[0].grant_states[0].clone()
+    }
+
+    #[test]
+    fn a_grant_goes_from_granted_through_fetching_to_received() {
+        let (mut ledger, token_id) = granted(false);
+        assert_eq!(state(&ledger).state, GrantState::Granted);
+        ledger.transferred(&token_id, ClipId::from_bytes([3; 32]));
+        let fetching = state(&ledger);
+        assert_eq!(fetching.state, GrantState::Fetching);
+        assert_eq!(fetching.summary, "fetching: 1 of 2 clips received");
+        ledger.transferred(&token_id, ClipId::from_bytes([4; 32]));
+        assert_eq!(state(&ledger).state, GrantState::Received);
+        assert_eq!(
+            ledger.requests_view(at(200)).outgoing[0].state,
+            OutgoingState::Granted
+        );
+    }
+
+    #[test]
+    fn an_ended_grant_says_how_and_whether_its_footage_stayed() {
+        let (mut ledger, token_id) = granted(true);
+        ledger.grant_ended(&token_id, GrantEnd::Expired, at(3600), false);
+        let kept = state(&ledger);
+        assert_eq!(kept.state, GrantState::Kept);
+        assert!(!kept.footage_deleted);
+        assert_eq!(
+            ledger.ended_refusal(&token_id),
+            None,
+            "kept footage exports"
+        );
+
+        let (mut ledger, token_id) = granted(false);
+        ledger.grant_ended(&token_id, GrantEnd::Expired, at(3600), true);
+        let expired = state(&ledger);
+        assert_eq!(expired.state, GrantState::Expired);
+        assert!(expired.footage_deleted);
+        assert_eq!(
+            ledger.requests_view(at(4000)).outgoing[0].state,
+            OutgoingState::Ended
+        );
+        let refusal = ledger.ended_refusal(&token_id).expect("a refusal");
+        assert!(
+            refusal.contains("expired at") && refusal.contains("deleted"),
+            "{refusal}"
+        );
+    }
+
+    #[test]
+    fn windows_not_all_recorded_yet_get_a_note() {
+        let window = |from, to| TimeWindow {
+            from: at(from),
+            to: at(to),
+        };
+        let now = at(1000);
+        assert!(window_note(&window(900, 1100), now).is_some_and(|n| n.contains("future")));
+        assert!(window_note(&window(900, 990), now).is_some_and(|n| n.contains("recorded")));
+        assert_eq!(window_note(&window(100, 900), now), None);
     }
 }
