@@ -1383,6 +1383,12 @@ fn a_revoked_grant_says_revoked_and_its_fetch_says_why_even_after_a_restart() {
     let token = token_of(&tokens, &token_id).expect("the revoked grant is listed after a restart");
     assert_eq!(token["direction"], "received");
     assert_eq!(token["grant_state"]["state"], "revoked");
+    let listed = run_ok(authority.cmd().args(["tokens", "list"]));
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("was revoked by the owner at"),
+        "{}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
     let why = refused(&authority);
     assert!(
         why.contains(&format!("token {token_id} was revoked by the owner at")),

@@ -187,6 +187,9 @@ pub fn tokens(client: &ApiClient, command: TokensCommand) -> anyhow::Result<()> 
                         format!("from {}", token.owner)
                     };
                     println!("    {other}; {} transferred", token.clips_transferred.len());
+                    if let Some(grant) = &token.grant_state {
+                        println!("    {}", grant.summary);
+                    }
                 }
             })
         }
