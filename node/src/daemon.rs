@@ -126,6 +126,9 @@ pub fn run(dir: DataDir, flags: Overrides) -> anyhow::Result<()> {
         limits: settings.limits,
         fetch_limits: settings.fetch_limits,
         rules: settings.rules.clone(),
+        // A request for the last few minutes waits for the clip being recorded.
+        live_clip_length: (!cameras.is_empty())
+            .then(|| std::time::Duration::from_secs(settings.clip_seconds)),
     };
     let mut seed = Zeroizing::new([0u8; 32]);
     OsRng.fill_bytes(seed.as_mut());

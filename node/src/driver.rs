@@ -360,7 +360,7 @@ impl Driver {
         // The step is on disk: its consequences may happen now, in order.
         for output in &outputs {
             if let Output::Audit(entry) = output {
-                self.on_audit(&entry.event);
+                self.on_audit(&entry.event, entry.at);
             }
         }
         for output in &outputs {
@@ -827,7 +827,9 @@ impl Driver {
                     .map_err(CommandError::from)?;
                 Ok(CommandReply::Done)
             }
-            Command::ListRequests => Ok(CommandReply::Requests(self.ledger.requests_view())),
+            Command::ListRequests => Ok(CommandReply::Requests(
+                self.ledger.requests_view(self.now()),
+            )),
             Command::ListTokens => Ok(CommandReply::Tokens(self.ledger.tokens_view(self.now()))),
             Command::Fetch { id, export_to } => self.fetch_command(&id, export_to),
         }
@@ -840,19 +842,30 @@ impl Driver {
         id: &str,
         export_to: Option<PathBuf>,
     ) -> Result<CommandReply, CommandError> {
-        let tokens = if let Ok(token_id) = id.parse::<TokenId>() {
-            self.ledger
-                .received_token(&token_id)
-                .cloned()
-                .into_iter()
-                .collect::<Vec<_>>()
+        let token_ids = if let Ok(token_id) = id.parse::<TokenId>() {
+            vec![token_id]
         } else if let Ok(request_id) = id.parse::<RequestId>() {
-            self.ledger.grants_of(&request_id)
+            self.ledger.grant_ids_of(&request_id)
         } else {
             return Err(CommandError::Invalid(format!(
                 "{id:?} is neither a request id (64 hex digits) nor a token id (32 hex digits)"
             )));
         };
+        // A grant that ended with its footage deleted has nothing to export: say what
+        // happened rather than "nothing was received". Asked to fetch, the node still asks
+        // the owner while it holds the token (the owner's refusal is recorded on both sides).
+        let ended: Vec<String> = token_ids
+            .iter()
+            .filter_map(|token_id| self.ledger.ended_refusal(token_id))
+            .collect();
+        let tokens: Vec<_> = token_ids
+            .iter()
+            .filter(|token_id| export_to.is_none() || self.ledger.ended_refusal(token_id).is_none())
+            .filter_map(|token_id| self.ledger.received_token(token_id).cloned())
+            .collect();
+        if tokens.is_empty() && !ended.is_empty() {
+            return Err(CommandError::NotFound(ended.join("; ")));
+        }
         if tokens.is_empty() {
             return Err(CommandError::NotFound(format!(
                 "no grant received for {id}; `porchlight requests list` shows which requests were granted"
@@ -918,10 +931,13 @@ impl Driver {
                 }
             }
             Output::Denied {
-                request_id, owner, ..
+                request_id,
+                owner,
+                message,
             } => {
-                tracing::info!(request = %request_id, owner = %owner, "request denied");
-                self.ledger.denial_received(request_id, *owner);
+                tracing::info!(request = %request_id, owner = %owner, message = ?message, "request denied");
+                self.ledger
+                    .denial_received(request_id, *owner, message.clone());
             }
             Output::DeleteReceived { token_id } => self.delete_received(*token_id),
             Output::PeerMisbehaved { peer, reason } => {
@@ -937,7 +953,15 @@ impl Driver {
 
     /// Store consequences of audited events: clips named by a live grant are kept past
     /// retention until it ends; a revocation lets retention have them again.
-    fn on_audit(&mut self, event: &AuditEvent) {
+    fn on_audit(&mut self, event: &AuditEvent, at: Timestamp) {
+        if let AuditEvent::GrantEnded {
+            token_id,
+            why,
+            deleted,
+        } = event
+        {
+            self.ledger.grant_ended(token_id, *why, at, *deleted);
+        }
         match event {
             AuditEvent::Granted {
                 request_id,

@@ -1318,10 +1318,38 @@ fn set_aside_keeps_the_damaged_log_and_starts_a_chain_that_names_it() {
     let log = AuditLog::open(&path).unwrap();
     assert_eq!(log.next_seq(), 1, "the node goes on from the new chain");
     drop(log);
-    let out = run(porchlight(&data_dir).args(["audit", "list"]));
+    let out = run(porchlight(&data_dir).args(["audit", "list", "--wide"]));
     assert!(
         text(&out.stdout).contains("set a damaged log aside, whose first 5 entries verified"),
         "{}",
         text(&out.stdout)
     );
+}
+
+#[test]
+fn a_denial_with_a_message_is_listed_with_it_and_counted_in_the_report() {
+    let events = vec![
+        AuditEvent::DenialReceived {
+            request_id: request(1),
+            owner: peer(1),
+        },
+        AuditEvent::DenialReceivedWithMessage {
+            request_id: request(2),
+            owner: peer(2),
+            message: "sorry, nothing useful".into(),
+        },
+    ];
+    let records: Vec<_> = chain_from(None, events)
+        .into_iter()
+        .map(|entry| SignedAuditRecord::sign(entry, &identity()))
+        .collect();
+    let line = list_line(&records[1]);
+    assert!(line.contains("\"sorry, nothing useful\""), "{line}");
+    let json = serde_json::to_value(AuditRecordView::of(&records[1])).unwrap();
+    assert_eq!(json["event"]["type"], "denial_received_with_message");
+    assert_eq!(json["event"]["message"], "sorry, nothing useful");
+    let report = TransparencyReport::from_records(&records, at(1000));
+    let mine = &report.as_requester;
+    assert_eq!((mine.denials_received, mine.denials_with_message), (2, 1));
+    assert!(report.to_string().contains("2 denials (1 with a message)"));
 }

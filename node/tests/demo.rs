@@ -58,7 +58,6 @@ fn demo_runs_the_neighborhood_and_leaves_its_files() {
         ("home1     approves for 1 hour", 1),
         ("home2     denies", 1),
         ("home3     never answers", 1),
-        ("bytes, MP4", 1),
         ("deleted the footage it had received", 1),
         ("home1 refuses", 1),
         ("fetch refused for", 1),
@@ -72,6 +71,9 @@ fn demo_runs_the_neighborhood_and_leaves_its_files() {
             "{line:?} should appear {times} time(s) in:\n{stdout}"
         );
     }
+    // The request's window ends in the future, so each home matched it once the clip being
+    // recorded was sealed: one exported MP4 per clip recorded by then, at least one.
+    assert!(stdout.matches("bytes, MP4").count() >= 1, "{stdout}");
     assert!(stdout.contains(&dir.display().to_string()), "{stdout}");
 
     // The police's export: real MP4 files, named in the output.

@@ -8,7 +8,10 @@
 //! revocation deletes what was received and refuses the next fetch; a direct request by
 //! multiaddr; a grant that expires deletes its footage; a replayed request is refused once
 //! and never prompts the owner twice; an owner's raised `[limits]` let through a burst the
-//! defaults stop; and every node's audit log verifies.
+//! defaults stop; the requester is shown the owner's deny message, a revoked grant as
+//! revoked (also after a restart, and in `fetch`'s refusal), and a window still being
+//! recorded, which the owner's node matches once the clip in progress is sealed; and every
+//! node's audit log verifies.
 
 mod support;
 
@@ -1114,4 +1117,185 @@ fn a_slow_grantee_gets_no_chunk_after_the_token_expires_and_the_cut_is_recorded(
     assert_eq!(why, "expired");
     assert!(fetch.received <= bytes && bytes < fetch.ciphertext_len);
     audit_verifies(&fetch.home);
+}
+
+/// `porchlight requests list` as a person reads it (no `--json`).
+fn requests_text(peer: &Peer) -> String {
+    String::from_utf8_lossy(&run_ok(peer.cmd().args(["requests", "list"])).stdout).into_owned()
+}
+
+#[test]
+fn the_requester_is_told_the_owners_deny_message() {
+    let hood = neighborhood(1, &[]);
+    let (authority, home) = (&hood.authority, &hood.homes[0]);
+    let (from, to) = window();
+    let sent = json(authority.cmd().args([
+        "request",
+        "--peer",
+        &home.address,
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--reason",
+        "noise",
+    ]));
+    let request_id = sent["id"].as_str().expect("request id").to_owned();
+    wait_for(Duration::from_secs(30), "the prompt", || {
+        home.incoming(&request_id)
+    });
+    run_ok(home.cmd().args([
+        "requests",
+        "deny",
+        &request_id,
+        "--message",
+        "sorry, nothing useful",
+    ]));
+    let out = wait_for(Duration::from_secs(30), "the denial to arrive", || {
+        outgoing(authority, &request_id).filter(|out| out["state"] == "denied")
+    });
+    assert_eq!(out["denials"][0]["owner"], home.peer_id.as_str());
+    assert_eq!(out["denials"][0]["message"], "sorry, nothing useful");
+    assert!(
+        requests_text(authority).contains(&format!(
+            "denied by {}: \"sorry, nothing useful\"",
+            home.peer_id
+        )),
+        "{}",
+        requests_text(authority)
+    );
+    let list = json(authority.cmd().args(["audit", "list"]));
+    let denial = list
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|entry| entry["event"]["type"] == "denial_received_with_message")
+        .expect("the requester's audit entry keeps the message");
+    assert_eq!(denial["event"]["message"], "sorry, nothing useful");
+    audit_verifies(authority);
+}
+
+#[test]
+fn a_revoked_grant_says_revoked_and_its_fetch_says_why_even_after_a_restart() {
+    let mut hood = neighborhood(1, &[]);
+    let home = &hood.homes[0];
+    let (request_id, token_id) =
+        granted_and_fetched(&hood.authority, home, "bike theft", &["--for", "1h"]);
+    let out = outgoing(&hood.authority, &request_id).expect("the outgoing request");
+    assert_eq!(out["grant_states"][0]["state"], "received");
+
+    run_ok(home.cmd().args(["tokens", "revoke", &token_id]));
+    let authority = &hood.authority;
+    let state = wait_for(Duration::from_secs(30), "the revocation to arrive", || {
+        let out = outgoing(authority, &request_id)?;
+        (out["grant_states"][0]["state"] == "revoked").then(|| out["grant_states"][0].clone())
+    });
+    assert_eq!(state["footage_deleted"], true);
+    assert!(state["ended_at"].is_string());
+    let text = requests_text(authority);
+    assert!(
+        text.contains(&format!("token {token_id}: was revoked by the owner at")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{request_id}  Ended")),
+        "no longer said to be granted: {text}"
+    );
+    assert_eq!(
+        outgoing(authority, &request_id).expect("listed")["state"],
+        "ended"
+    );
+
+    let refused = |authority: &Peer| {
+        let export = authority.dir.join("export");
+        let out = authority
+            .cmd()
+            .args(["fetch", &token_id, "-o"])
+            .arg(&export)
+            .output()
+            .expect("the porchlight binary runs");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let why = refused(authority);
+    assert!(
+        why.contains(&format!("token {token_id} was revoked by the owner at"))
+            && why.contains("footage was deleted"),
+        "{why}"
+    );
+
+    let authority = std::mem::replace(
+        &mut hood.authority,
+        Peer {
+            dir: PathBuf::new(),
+            child: None,
+            peer_id: String::new(),
+            address: String::new(),
+            log: PathBuf::new(),
+        },
+    )
+    .restart(&["--camera", "none"]);
+    let tokens = authority.tokens();
+    let token = token_of(&tokens, &token_id).expect("the revoked grant is listed after a restart");
+    assert_eq!(token["direction"], "received");
+    assert_eq!(token["grant_state"]["state"], "revoked");
+    let listed = run_ok(authority.cmd().args(["tokens", "list"]));
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("was revoked by the owner at"),
+        "{}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
+    let why = refused(&authority);
+    assert!(
+        why.contains(&format!("token {token_id} was revoked by the owner at")),
+        "{why}"
+    );
+}
+
+#[test]
+fn a_request_for_footage_still_being_recorded_waits_for_the_clip_and_reaches_the_owner() {
+    let hood = neighborhood(1, &[]);
+    let (authority, home) = (&hood.authority, &hood.homes[0]);
+    // Starts after every clip sealed by the time it arrives: only a clip recorded after
+    // the request came in can match it (the homes record 1 s clips).
+    let now = SystemTime::now();
+    let (from, to) = (
+        rfc3339(now + Duration::from_secs(2)),
+        rfc3339(now + Duration::from_secs(4)),
+    );
+    let out = run_ok(authority.cmd().args([
+        "request",
+        "--peer",
+        &home.address,
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--reason",
+        "live",
+    ]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("note: the window ends in the future"),
+        "the requester is told: {text}"
+    );
+    let request_id = text
+        .lines()
+        .find_map(|line| line.strip_prefix("request sent: "))
+        .expect("the request id")
+        .trim()
+        .to_owned();
+    let listed = outgoing(authority, &request_id).expect("the outgoing request");
+    assert!(listed["window_note"].is_string());
+
+    let incoming = wait_for(Duration::from_secs(30), "the owner's prompt", || {
+        home.incoming(&request_id)
+    });
+    assert!(
+        !incoming["matching_clips"]
+            .as_array()
+            .expect("clips")
+            .is_empty(),
+        "the clip recorded meanwhile is offered"
+    );
 }

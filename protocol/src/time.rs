@@ -69,9 +69,11 @@ pub struct TimeWindow {
 }
 
 impl TimeWindow {
-    /// Whether the two half-open windows share any instant.
+    /// Whether the two half-open windows overlap by more than zero time: a window that only
+    /// touches the other (one ends where the other starts) does not, and neither does an
+    /// empty one (`from == to`) lying inside the other, since they share no length of time.
     pub fn overlaps(&self, other: &TimeWindow) -> bool {
-        self.from < other.to && other.from < self.to
+        self.from.max(other.from) < self.to.min(other.to)
     }
 
     /// The window's length (zero if reversed).
@@ -107,5 +109,18 @@ mod tests {
         assert!(w(0, 10).overlaps(&w(9, 20)));
         assert!(!w(0, 10).overlaps(&w(10, 20)));
         assert!(!w(10, 20).overlaps(&w(0, 10)));
+        assert!(w(0, 10).overlaps(&w(0, 10)));
+        assert!(w(5, 6).overlaps(&w(0, 10)));
+    }
+
+    #[test]
+    fn an_empty_window_overlaps_nothing() {
+        let w = |a, b| TimeWindow {
+            from: Timestamp::from_unix_millis(a),
+            to: Timestamp::from_unix_millis(b),
+        };
+        assert!(!w(5, 5).overlaps(&w(0, 10)), "inside, but zero time");
+        assert!(!w(0, 10).overlaps(&w(5, 5)));
+        assert!(!w(0, 0).overlaps(&w(0, 10)), "at the start");
     }
 }

@@ -530,3 +530,47 @@ fn reject_codes_leak_only_the_category() {
     }
     assert_eq!(RejectCode::from_byte(200), RejectCode::Malformed);
 }
+
+/// A deny message is peer text, checked on decode as well as on signing: a decision whose
+/// message carries an escape, a bidi override or a zero-width space, signed correctly by
+/// the owner, does not verify (the requester never shows or records it).
+#[test]
+fn a_deny_message_that_is_not_peer_text_does_not_verify() {
+    use ed25519_dalek::Signer;
+    let honest = Signed::sign(
+        OwnerDecision {
+            outcome: DecisionOutcome::Deny {
+                message: Some("sorry XXX".into()),
+            },
+            ..deny_body()
+        },
+        &owner(),
+    )
+    .unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[0x11; 32]);
+    for bad in ["\x1b[2", "\u{202e}", "\u{200b}"] {
+        assert_eq!(bad.len(), 3);
+        let mut body = honest.body_bytes().to_vec();
+        let at = body
+            .windows(3)
+            .position(|w| w == b"XXX")
+            .expect("the message in the body");
+        body[at..at + 3].copy_from_slice(bad.as_bytes());
+        let signature = key.sign(&Kind::Decision.signed_message(&body)).to_bytes();
+        let mut bytes = honest.to_bytes();
+        let body_at = bytes
+            .windows(honest.body_bytes().len())
+            .position(|w| w == honest.body_bytes())
+            .expect("the body in the envelope");
+        bytes[body_at..body_at + body.len()].copy_from_slice(&body);
+        let len = bytes.len();
+        bytes[len - 64..].copy_from_slice(&signature);
+        assert_eq!(
+            Signed::<OwnerDecision>::verify(&bytes, NOW).map(|_| ()),
+            Err(ProtocolError::Invalid(ValidationError::ControlCharacter {
+                field: "deny message"
+            })),
+            "{bad:?}"
+        );
+    }
+}

@@ -14,7 +14,7 @@
 //! head, without which dropping the *newest* entries is not detectable. A restarted node
 //! continues the chain from the durable log's last entry with [`crate::Node::resume_audit`].
 
-use porchlight_protocol::validate::MAX_CLIPS_PER_TOKEN;
+use porchlight_protocol::validate::{MAX_CLIPS_PER_TOKEN, MAX_DENY_MESSAGE_LEN, check_text};
 use porchlight_protocol::{ClipId, PeerId, RejectCode, RequestId, Timestamp, TokenId};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -28,9 +28,14 @@ pub const GENESIS_HASH: [u8; 32] = [0; 32];
 /// Most clips a `Granted` entry may list: a token's limit.
 pub const MAX_AUDIT_CLIPS: usize = MAX_CLIPS_PER_TOKEN;
 
+/// Longest message a `DenialReceivedWithMessage` may carry, in UTF-8 bytes: the protocol's
+/// deny message limit (spec/wire.md#limits).
+pub const MAX_AUDIT_MESSAGE_LEN: usize = MAX_DENY_MESSAGE_LEN;
+
 /// Longest canonical entry: the fixed prefix (domain, seq, at, prev_hash, tag) and the
-/// largest event, a `Granted` with [`MAX_AUDIT_CLIPS`] clips. A reader can refuse anything
-/// longer before allocating.
+/// largest event, a `Granted` with [`MAX_AUDIT_CLIPS`] clips (a
+/// `DenialReceivedWithMessage` of [`MAX_AUDIT_MESSAGE_LEN`] bytes is far shorter). A reader
+/// can refuse anything longer before allocating.
 pub const MAX_CANONICAL_LEN: usize =
     AUDIT_ENTRY_DOMAIN.len() + 8 + 8 + 32 + 1 + (32 + 16 + 32 + 4 + 32 * MAX_AUDIT_CLIPS + 8 + 2);
 
@@ -122,10 +127,17 @@ pub enum AuditEvent {
         token_id: TokenId,
         owner: PeerId,
     },
-    /// The requester side received an explicit deny.
+    /// The requester side received an explicit deny without a message.
     DenialReceived {
         request_id: RequestId,
         owner: PeerId,
+    },
+    /// The requester side received an explicit deny with the owner's message, kept as the
+    /// owner wrote it (checked as peer text when it arrived, and again when read back).
+    DenialReceivedWithMessage {
+        request_id: RequestId,
+        owner: PeerId,
+        message: String,
     },
     /// A received grant ended; `deleted` unless retention was granted.
     GrantEnded {
@@ -194,9 +206,10 @@ impl AuditEntry {
     /// ```
     ///
     /// Fields: ids and peer ids as their raw fixed-size bytes, times as u64 ms, bools and
-    /// enum tags as one byte, a clip list as a u32 count then each 32-byte id. No field has
-    /// variable length except that list, which is length-prefixed, so the layout is
-    /// unambiguous. Tags are part of the format: never renumber them.
+    /// enum tags as one byte, a clip list as a u32 count then each 32-byte id, a text as a
+    /// u16 byte count then that many bytes of UTF-8. No field has variable length except
+    /// those two, which are length-prefixed, so the layout is unambiguous. Tags are part of
+    /// the format: never renumber them.
     ///
     /// | tag | event | fields after the tag |
     /// |---|---|---|
@@ -215,6 +228,7 @@ impl AuditEntry {
     /// | 13 | `FetchRefusalsCounted` | since 8, peers 1 (1 one peer, 2 others), peer 32 (zero for others), cause 1 (1 rejected, 2 over a limit), reject code 1 (1..=5; 0 for over a limit), count u64 |
     /// | 14 | `FetchCut` | token id 16, clip id 32, peer 32, bytes u64, why 1 (1 expired, 2 revoked) |
     /// | 15 | `LogSetAside` | verified u64, last hash 32 |
+    /// | 16 | `DenialReceivedWithMessage` | request id 32, owner 32, length u16 (1..=500), message UTF-8 |
     pub fn canonical_bytes(
         seq: u64,
         at: Timestamp,
@@ -283,7 +297,8 @@ impl AuditEntry {
 }
 
 /// The length of the canonical entry at the start of `bytes`, which may go on past it: the
-/// entry's layout fixes its length (only a `Granted`'s clip list varies, and it is counted),
+/// entry's layout fixes its length (only a `Granted`'s clip list and a text vary, and both
+/// are counted),
 /// so a reader can learn where an entry must end from the entry itself, without trusting a
 /// length stored beside it. Checks what [`AuditEntry::from_canonical_bytes`] checks except
 /// trailing bytes; [`AuditDecodeError::Truncated`] means `bytes` end inside the entry.
@@ -320,6 +335,8 @@ pub enum AuditDecodeError {
     TooManyClips { count: u32, max: usize },
     #[error("audit entry has {extra} trailing bytes after its end")]
     TrailingBytes { extra: usize },
+    #[error("audit entry's {field} is not valid peer text: {reason}")]
+    BadText { field: &'static str, reason: String },
 }
 
 /// A cursor over canonical bytes that never reads past the end.
@@ -377,6 +394,32 @@ impl Reader<'_> {
         self.take().map(PeerId::from_public_key_bytes)
     }
 
+    /// A u16-counted UTF-8 text of at most `max` bytes that passes the protocol's text
+    /// check: exactly what `put_text` writes for a text the protocol accepted.
+    fn text(&mut self, field: &'static str, max: usize) -> Result<String, AuditDecodeError> {
+        let len = usize::from(u16::from_be_bytes(self.take()?));
+        if len > max {
+            return Err(AuditDecodeError::BadText {
+                field,
+                reason: format!("{len} bytes, more than the limit of {max}"),
+            });
+        }
+        let (head, tail) = self
+            .rest
+            .split_at_checked(len)
+            .ok_or(AuditDecodeError::Truncated)?;
+        self.rest = tail;
+        let text = std::str::from_utf8(head).map_err(|_| AuditDecodeError::BadText {
+            field,
+            reason: "not UTF-8".to_owned(),
+        })?;
+        check_text(field, text, max, false).map_err(|err| AuditDecodeError::BadText {
+            field,
+            reason: err.to_string(),
+        })?;
+        Ok(text.to_owned())
+    }
+
     fn reject_code(&mut self) -> Result<RejectCode, AuditDecodeError> {
         let byte = self.u8()?;
         // from_byte maps unknown codes to Malformed; only an exact round trip is canonical.
@@ -397,6 +440,19 @@ fn put_time(out: &mut Vec<u8>, at: Timestamp) {
 
 fn put_bool(out: &mut Vec<u8>, value: bool) {
     out.push(u8::from(value));
+}
+
+/// A u16 byte count then the UTF-8 bytes. The core only records text the protocol accepted
+/// (at most [`MAX_AUDIT_MESSAGE_LEN`] bytes); a longer one, a caller's bug, is cut at a char
+/// boundary within the limit rather than written in a form no reader would accept.
+fn put_text(out: &mut Vec<u8>, text: &str) {
+    let mut end = text.len().min(MAX_AUDIT_MESSAGE_LEN);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let len = u16::try_from(end).expect("MAX_AUDIT_MESSAGE_LEN fits a u16");
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&text.as_bytes()[..end]);
 }
 
 fn encode_event(out: &mut Vec<u8>, event: &AuditEvent) {
@@ -489,6 +545,16 @@ fn encode_event(out: &mut Vec<u8>, event: &AuditEvent) {
             out.push(9);
             out.extend_from_slice(request_id.as_bytes());
             out.extend_from_slice(owner.public_key_bytes());
+        }
+        AuditEvent::DenialReceivedWithMessage {
+            request_id,
+            owner,
+            message,
+        } => {
+            out.push(16);
+            out.extend_from_slice(request_id.as_bytes());
+            out.extend_from_slice(owner.public_key_bytes());
+            put_text(out, message);
         }
         AuditEvent::GrantEnded {
             token_id,
@@ -736,6 +802,11 @@ fn decode_event(reader: &mut Reader<'_>) -> Result<AuditEvent, AuditDecodeError>
         15 => AuditEvent::LogSetAside {
             verified: reader.u64()?,
             last_hash: reader.take()?,
+        },
+        16 => AuditEvent::DenialReceivedWithMessage {
+            request_id: reader.request_id()?,
+            owner: reader.peer()?,
+            message: reader.text("deny message", MAX_AUDIT_MESSAGE_LEN)?,
         },
         tag => return Err(AuditDecodeError::UnknownEvent(tag)),
     };
@@ -1072,6 +1143,11 @@ mod tests {
                 verified: 7,
                 last_hash: [6; 32],
             },
+            AuditEvent::DenialReceivedWithMessage {
+                request_id,
+                owner: peer(7),
+                message: "sorry, nothing useful — ça va".into(),
+            },
         ]
     }
 
@@ -1084,7 +1160,7 @@ mod tests {
 
     #[test]
     fn every_event_round_trips_with_its_hash() {
-        let tags: Vec<u8> = (1..=15).collect();
+        let tags: Vec<u8> = (1..=16).collect();
         assert_eq!(every_event().len(), tags.len(), "one event per tag");
         for (event, tag) in every_event().into_iter().zip(tags) {
             let bytes = encoded(&event);
@@ -1218,6 +1294,65 @@ mod tests {
     }
 
     #[test]
+    fn a_denial_with_a_message_is_tag_16_and_decoded_strictly() {
+        let event = AuditEvent::DenialReceivedWithMessage {
+            request_id: RequestId::from_bytes([1; 32]),
+            owner: peer(7),
+            message: "sorry".into(),
+        };
+        let bytes = encoded(&event);
+        let mut expected = vec![16];
+        expected.extend_from_slice(&[1; 32]);
+        expected.extend_from_slice(&[7; 32]);
+        expected.extend_from_slice(&[0, 5]);
+        expected.extend_from_slice(b"sorry");
+        assert_eq!(&bytes[TAG_AT..], expected.as_slice());
+        assert_eq!(
+            AuditEntry::from_canonical_bytes(&bytes).map(|entry| entry.event),
+            Ok(event)
+        );
+
+        let with_body = |len: u16, body: &[u8]| {
+            let mut bytes = bytes[..TAG_AT + 65].to_vec();
+            bytes.extend_from_slice(&len.to_be_bytes());
+            bytes.extend_from_slice(body);
+            bytes
+        };
+        let refused = |bytes: Vec<u8>| {
+            matches!(
+                AuditEntry::from_canonical_bytes(&bytes),
+                Err(AuditDecodeError::BadText { .. })
+            )
+        };
+        assert!(refused(with_body(2, &[0xc3, 0x28])), "not UTF-8");
+        assert!(refused(with_body(6, b"so\x1b[2J")), "a control character");
+        assert!(
+            refused(with_body(4, "a\u{202e}".as_bytes())),
+            "a bidi override"
+        );
+        assert!(refused(with_body(0, b"")), "empty");
+        assert!(refused(with_body(2, b"  ")), "blank");
+        let longest = "a".repeat(MAX_AUDIT_MESSAGE_LEN);
+        let at_limit = with_body(MAX_AUDIT_MESSAGE_LEN as u16, longest.as_bytes());
+        assert!(AuditEntry::from_canonical_bytes(&at_limit).is_ok());
+        assert_eq!(canonical_len_at_start(&at_limit), Ok(at_limit.len()));
+        let over = "a".repeat(MAX_AUDIT_MESSAGE_LEN + 1);
+        assert!(
+            refused(with_body(over.len() as u16, over.as_bytes())),
+            "too long"
+        );
+        assert_eq!(
+            AuditEntry::from_canonical_bytes(&with_body(6, b"sorry")),
+            Err(AuditDecodeError::Truncated),
+            "a count past the end"
+        );
+        assert!(matches!(
+            AuditEntry::from_canonical_bytes(&with_body(4, b"sorry")),
+            Err(AuditDecodeError::TrailingBytes { extra: 1 })
+        ));
+    }
+
+    #[test]
     fn an_entry_tells_its_own_length() {
         for event in every_event() {
             let bytes = encoded(&event);
@@ -1291,7 +1426,7 @@ mod tests {
     #[test]
     fn unknown_tags_and_codes_are_rejected() {
         let mut bytes = encoded(&every_event()[1]);
-        for tag in [0, 16, 255] {
+        for tag in [0, 17, 255] {
             bytes[TAG_AT] = tag;
             assert_eq!(
                 AuditEntry::from_canonical_bytes(&bytes),
@@ -1478,6 +1613,13 @@ mod tests {
                 (arb_request(), arb_peer()).prop_map(|(request_id, owner)| {
                     AuditEvent::DenialReceived { request_id, owner }
                 }),
+                (arb_request(), arb_peer(), "[a-zA-Z0-9 ,.!é—]{0,40}[a-z]").prop_map(
+                    |(request_id, owner, message)| AuditEvent::DenialReceivedWithMessage {
+                        request_id,
+                        owner,
+                        message
+                    }
+                ),
                 (
                     arb_token(),
                     prop_oneof![Just(GrantEnd::Expired), Just(GrantEnd::Revoked)],

@@ -43,7 +43,13 @@ impl Catalog {
         self.clips.contains_key(clip_id)
     }
 
-    /// Clips overlapping `window`, ordered by start time then id.
+    /// The end of the latest clip held: footage before it has been sealed (on some camera).
+    pub(crate) fn latest_end(&self) -> Option<Timestamp> {
+        self.clips.values().map(|(_, span)| span.to).max()
+    }
+
+    /// Clips overlapping `window` by more than zero time (a clip that only touches it is
+    /// footage nobody asked for), ordered by start time then id.
     pub(crate) fn overlapping(&self, window: &TimeWindow) -> Vec<ClipSummary> {
         let mut found: Vec<ClipSummary> = self
             .clips

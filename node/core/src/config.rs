@@ -26,6 +26,10 @@ pub struct NodeConfig {
     /// Limits on incoming fetches, separate from the request limits.
     pub fetch_limits: FetchLimits,
     pub rules: StandingRules,
+    /// The length of each clip while this node records live, `None` when it records nothing.
+    /// A request whose window reaches into the clip being recorded waits (at most one clip
+    /// length) for that clip to be sealed before it is matched, rather than finding nothing.
+    pub live_clip_length: Option<Duration>,
 }
 
 /// A token bucket: `burst` requests at once, then one more every `refill_every`.

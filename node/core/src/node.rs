@@ -33,6 +33,17 @@ pub(crate) struct Pending {
     pub(crate) reply_key: porchlight_protocol::AgreementPublic,
 }
 
+/// A request that passed every check before the clip match, waiting for the clip in
+/// progress to be sealed (see [`crate::owner`]'s "waiting for the clip in progress").
+#[derive(Debug, Clone)]
+pub(crate) struct AwaitingClip {
+    pub(crate) request: porchlight_protocol::FootageRequest,
+    pub(crate) requester: crate::output::Requester,
+    pub(crate) received_at: Timestamp,
+    /// When to match, sealed or not.
+    pub(crate) match_at: Timestamp,
+}
+
 /// A token this node issued, remembered so fetches can be checked against revocation.
 #[derive(Debug, Clone)]
 pub(crate) struct Issued {
@@ -90,13 +101,14 @@ struct StepUndo {
     refusals: Option<RefusalTally>,
     /// The maps' sizes at the start, to catch (in debug builds) a change made without a
     /// checkpoint.
-    sizes: [usize; 5],
+    sizes: [usize; 6],
 }
 
 /// The consent maps, as they were before a step changed them.
 #[derive(Debug)]
 struct ConsentMaps {
     pending: BTreeMap<RequestId, Pending>,
+    awaiting_clip: BTreeMap<RequestId, AwaitingClip>,
     issued: BTreeMap<TokenId, Issued>,
     outgoing: BTreeMap<RequestId, Outgoing>,
     received: BTreeMap<TokenId, Received>,
@@ -141,6 +153,9 @@ pub struct Node {
     /// Fetch refusals of the current interval, summarized when it ends.
     pub(crate) refusals: RefusalTally,
     pub(crate) pending: BTreeMap<RequestId, Pending>,
+    /// Requests waiting for the clip in progress before they are matched. Not durable: like
+    /// a pending prompt, it does not survive a restart.
+    pub(crate) awaiting_clip: BTreeMap<RequestId, AwaitingClip>,
     pub(crate) issued: BTreeMap<TokenId, Issued>,
     pub(crate) outgoing: BTreeMap<RequestId, Outgoing>,
     pub(crate) received: BTreeMap<TokenId, Received>,
@@ -179,6 +194,7 @@ impl Node {
             fetch_limiter,
             refusals: RefusalTally::default(),
             pending: BTreeMap::new(),
+            awaiting_clip: BTreeMap::new(),
             issued: BTreeMap::new(),
             outgoing: BTreeMap::new(),
             received: BTreeMap::new(),
@@ -442,12 +458,14 @@ impl Node {
             Some(maps) => {
                 let ConsentMaps {
                     pending,
+                    awaiting_clip,
                     issued,
                     outgoing,
                     received,
                     replay,
                 } = *maps;
                 self.pending = pending;
+                self.awaiting_clip = awaiting_clip;
                 self.issued = issued;
                 self.outgoing = outgoing;
                 self.received = received;
@@ -463,14 +481,15 @@ impl Node {
     }
 
     /// Copies the consent maps for [`Node::undo_step`], once per step, before the step first
-    /// changes one of them. Every change to `pending`, `issued`, `outgoing`, `received` or
-    /// `replay` during a step must come after a call to this.
+    /// changes one of them. Every change to `pending`, `awaiting_clip`, `issued`,
+    /// `outgoing`, `received` or `replay` during a step must come after a call to this.
     pub(crate) fn checkpoint(&mut self) {
         if self.undo.as_ref().is_none_or(|undo| undo.maps.is_some()) {
             return;
         }
         let maps = ConsentMaps {
             pending: self.pending.clone(),
+            awaiting_clip: self.awaiting_clip.clone(),
             issued: self.issued.clone(),
             outgoing: self.outgoing.clone(),
             received: self.received.clone(),
@@ -498,9 +517,10 @@ impl Node {
         }
     }
 
-    fn map_sizes(&self) -> [usize; 5] {
+    fn map_sizes(&self) -> [usize; 6] {
         [
             self.pending.len(),
+            self.awaiting_clip.len(),
             self.issued.len(),
             self.outgoing.len(),
             self.received.len(),
@@ -532,11 +552,17 @@ impl Node {
                     .saturating_add(crate::owner::PENDING_FOR)
             })
             .min();
+        let awaiting_match = self
+            .awaiting_clip
+            .values()
+            .map(|awaiting| awaiting.match_at)
+            .min();
         [
             self.replay.next_expiry(),
             grant_expiry,
             issued_expiry,
             pending_expiry,
+            awaiting_match,
             self.refusals.closes_at(),
         ]
         .into_iter()
@@ -584,6 +610,11 @@ impl Node {
     /// buckets, plus a byte budget for each peer served lately.
     pub fn fetch_limiter_peers(&self) -> usize {
         self.fetch_limiter.tracked_peers()
+    }
+
+    /// Requests waiting for the clip in progress to be sealed before they are matched.
+    pub fn awaiting_clip(&self) -> impl Iterator<Item = &RequestId> {
+        self.awaiting_clip.keys()
     }
 
     /// Requests waiting for the owner, oldest id first.
@@ -668,6 +699,7 @@ impl Node {
         self.expire_issued(now);
         self.expire_pending(now);
         self.expire_received(now);
+        self.match_awaiting(now);
     }
 }
 

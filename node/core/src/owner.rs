@@ -7,6 +7,17 @@
 //! credential chain, the clip match and the standing rules. Only a request that survives all
 //! of them reaches the owner's prompt. Denials and non-matches are silent: the requester
 //! learns nothing about homes that do not grant.
+//!
+//! # Waiting for the clip in progress
+//!
+//! A request for "the last few minutes" asks for footage still being recorded: the clip in
+//! progress is not in the catalog until it is sealed. When this node records live
+//! ([`NodeConfig::live_clip_length`](crate::NodeConfig)) and a request's window ends after
+//! the footage sealed so far (and within one clip length of now, or later), the request,
+//! having passed every other check, waits in `awaiting_clip` until one clip length (plus
+//! [`SEAL_GRACE`]) past the earlier of its window's end and its arrival, which is when that
+//! clip has been sealed, and is then matched as if it had just arrived. It is not durable,
+//! like a pending prompt.
 
 use std::time::Duration;
 
@@ -20,7 +31,7 @@ use porchlight_protocol::{
 use crate::audit::{AuditEvent, FetchRefusalCause, GrantEnd, RequestOutcome};
 use crate::error::{CoreError, Misbehavior};
 use crate::limits::Refused;
-use crate::node::{Issued, Node, Pending, due};
+use crate::node::{AwaitingClip, Issued, Node, Pending, due};
 use crate::output::{Output, RequestSummary, Requester};
 use crate::refusals::Tally;
 
@@ -29,6 +40,9 @@ pub const MAX_PENDING_REQUESTS: usize = 500;
 /// A request the owner has not decided within this time is dropped from the queue (the
 /// requester's freshness window closed long ago; if it still matters it asks again).
 pub const PENDING_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Time allowed, past a clip's end, for the shell to seal and store it and report it.
+pub const SEAL_GRACE: Duration = Duration::from_secs(2);
 
 /// What a grant is built from.
 struct GrantTerms {
@@ -115,6 +129,75 @@ impl Node {
                 },
             }
         };
+        if let Some(match_at) = self.clip_in_progress_match_at(&request.window) {
+            if self.awaiting_clip.len() >= MAX_PENDING_REQUESTS {
+                // As for a full prompt queue: drop the newest, counted.
+                self.pending_overflow_drops += 1;
+                return;
+            }
+            self.awaiting_clip.insert(
+                request_id,
+                AwaitingClip {
+                    request,
+                    requester,
+                    received_at: now,
+                    match_at,
+                },
+            );
+            return;
+        }
+        self.match_and_triage(request_id, request, requester, now);
+    }
+
+    /// When a request for `window` should be matched, if its window reaches into footage
+    /// that may still be in the clip being recorded; `None` to match now.
+    fn clip_in_progress_match_at(&self, window: &TimeWindow) -> Option<Timestamp> {
+        let clip_length = self.config.live_clip_length?;
+        let now = self.now;
+        // The clip in progress began where sealed footage ends, and at most one clip ago.
+        let sealed_until = self
+            .catalog
+            .latest_end()
+            .unwrap_or(Timestamp::EPOCH)
+            .max(now.saturating_sub(clip_length));
+        (window.to > sealed_until).then(|| {
+            window
+                .to
+                .min(now)
+                .saturating_add(clip_length)
+                .saturating_add(SEAL_GRACE)
+        })
+    }
+
+    /// Matches the requests whose clip in progress has had time to be sealed.
+    pub(crate) fn match_awaiting(&mut self, now: Timestamp) {
+        for request_id in due(&self.awaiting_clip, now, |awaiting| awaiting.match_at) {
+            if let Some(awaiting) = self.awaiting_clip.remove(&request_id) {
+                self.match_and_triage(
+                    request_id,
+                    awaiting.request,
+                    awaiting.requester,
+                    awaiting.received_at,
+                );
+            }
+        }
+    }
+
+    /// The clip match, the standing rules and the owner's prompt, for a request that passed
+    /// every check before them.
+    fn match_and_triage(
+        &mut self,
+        request_id: RequestId,
+        request: FootageRequest,
+        requester: Requester,
+        received_at: Timestamp,
+    ) {
+        let received = |verified, outcome| AuditEvent::RequestReceived {
+            request_id,
+            requester: request.requester,
+            verified,
+            outcome,
+        };
         let verified = matches!(requester, Requester::Verified(_));
         let matching_clips = self.catalog.overlapping(&request.window);
         if matching_clips.is_empty() {
@@ -136,7 +219,7 @@ impl Node {
             access: request.access(),
             matching_clips,
             area: matches!(request.target, RequestTarget::Area(_)),
-            received_at: now,
+            received_at,
         };
         if self.try_pre_authorized(request_id, &request, &summary) {
             return;

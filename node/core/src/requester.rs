@@ -117,15 +117,25 @@ impl Node {
         let token_bytes = match decision.outcome {
             DecisionOutcome::Grant { token } => token,
             DecisionOutcome::Deny { message } => {
+                // The decision's own checks passed the message as peer text. Without one,
+                // the entry stays tag 9, as every older log has it.
+                let event = match &message {
+                    Some(message) => AuditEvent::DenialReceivedWithMessage {
+                        request_id,
+                        owner: from,
+                        message: message.clone(),
+                    },
+                    None => AuditEvent::DenialReceived {
+                        request_id,
+                        owner: from,
+                    },
+                };
                 self.emit(Output::Denied {
                     request_id,
                     owner: from,
                     message,
                 });
-                return self.record(AuditEvent::DenialReceived {
-                    request_id,
-                    owner: from,
-                });
+                return self.record(event);
             }
         };
         // The decision's own checks already tied the token to this owner and request.

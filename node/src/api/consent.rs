@@ -62,6 +62,14 @@ pub struct FetchBody {
     pub output_dir: Option<String>,
 }
 
+/// `POST /v1/requests`: the new request's id, and a note when its window is not all
+/// recorded yet (see [`crate::ledger::window_note`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestSentAnswer {
+    pub id: String,
+    pub window_note: Option<String>,
+}
+
 /// Answers that name an id.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IdAnswer {
@@ -144,7 +152,7 @@ pub fn parse_area(text: &str) -> Result<Vec<porchlight_protocol::CellId>, String
 async fn send_request(
     State(state): State<Arc<ApiState>>,
     Json(body): Json<SendRequestBody>,
-) -> Result<Json<IdAnswer>, ApiError> {
+) -> Result<Json<RequestSentAnswer>, ApiError> {
     let (target, target_label) = match (&body.peer, &body.area) {
         (Some(peer), None) => {
             let peer_id = if peer.starts_with('/') {
@@ -197,7 +205,12 @@ async fn send_request(
     )
     .await?
     {
-        CommandReply::RequestSent(id) => Ok(Json(IdAnswer { id: id.to_string() })),
+        CommandReply::RequestSent(id) => Ok(Json(RequestSentAnswer {
+            id: id.to_string(),
+            window_note: crate::clock::now()
+                .ok()
+                .and_then(|now| crate::ledger::window_note(&window, now)),
+        })),
         _ => Err(unexpected()),
     }
 }

@@ -128,6 +128,8 @@ pub struct RequesterSide {
     pub area_requests: u64,
     pub grants_received: u64,
     pub denials_received: u64,
+    /// Of `denials_received`, those that came with the owner's message.
+    pub denials_with_message: u64,
     pub clips_received: u64,
     pub bytes_received: u64,
     pub grants_expired: u64,
@@ -307,6 +309,10 @@ impl TransparencyReport {
                 }
                 AuditEvent::GrantReceived { .. } => mine.grants_received += 1,
                 AuditEvent::DenialReceived { .. } => mine.denials_received += 1,
+                AuditEvent::DenialReceivedWithMessage { .. } => {
+                    mine.denials_received += 1;
+                    mine.denials_with_message += 1;
+                }
                 AuditEvent::ClipReceived { bytes, .. } => {
                     mine.clips_received += 1;
                     mine.bytes_received = mine.bytes_received.saturating_add(*bytes);
@@ -529,10 +535,13 @@ impl fmt::Display for TransparencyReport {
                 ])
             ),
         )?;
-        let answers = counted(&[
+        let mut answers = counted(&[
             (mine.grants_received, "grants"),
             (mine.denials_received, "denials"),
         ]);
+        if mine.denials_with_message > 0 {
+            answers.push_str(&format!(" ({} with a message)", mine.denials_with_message));
+        }
         if !answers.is_empty() {
             row(f, 0, "answers received", answers)?;
         }

@@ -74,6 +74,13 @@ pub enum AuditEventView {
         request_id: RequestId,
         owner: PeerId,
     },
+    /// `message` is the owner's text, checked as peer text (no control or invisible
+    /// characters); show it as text, never as markup.
+    DenialReceivedWithMessage {
+        request_id: RequestId,
+        owner: PeerId,
+        message: String,
+    },
     GrantEnded {
         token_id: TokenId,
         why: &'static str,
@@ -199,6 +206,15 @@ impl AuditEventView {
             AuditEvent::DenialReceived { request_id, owner } => {
                 AuditEventView::DenialReceived { request_id, owner }
             }
+            AuditEvent::DenialReceivedWithMessage {
+                request_id,
+                owner,
+                message,
+            } => AuditEventView::DenialReceivedWithMessage {
+                request_id,
+                owner,
+                message,
+            },
             AuditEvent::GrantEnded {
                 token_id,
                 why,
@@ -404,6 +420,16 @@ pub fn describe_event(event: &AuditEvent) -> String {
         ),
         AuditEvent::DenialReceived { request_id, owner } => format!(
             "denial received for request {} from {owner}",
+            short(request_id)
+        ),
+        // Debug-quoted: the text passed the peer text check, and quoting keeps it visibly
+        // the owner's words inside our line.
+        AuditEvent::DenialReceivedWithMessage {
+            request_id,
+            owner,
+            message,
+        } => format!(
+            "denial received for request {} from {owner}: {message:?}",
             short(request_id)
         ),
         AuditEvent::GrantEnded {

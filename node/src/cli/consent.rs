@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use crate::api::client::ApiClient;
 use crate::api::consent::{
-    ApproveBody, DenyBody, FetchAnswer, FetchBody, IdAnswer, SendRequestBody,
+    ApproveBody, DenyBody, FetchAnswer, FetchBody, IdAnswer, RequestSentAnswer, SendRequestBody,
 };
 use crate::ledger::{IncomingView, OutgoingView, RequestsView, TokensView};
 
@@ -123,9 +123,12 @@ pub fn request(client: &ApiClient, args: RequestArgs) -> anyhow::Result<()> {
         case: args.case,
         access: args.access,
     };
-    let answer: IdAnswer = client.post("/v1/requests", &body)?;
+    let answer: RequestSentAnswer = client.post("/v1/requests", &body)?;
     print(args.json, &answer, |answer| {
         println!("request sent: {}", answer.id);
+        if let Some(note) = &answer.window_note {
+            println!("note: {note}");
+        }
         println!("follow it with `porchlight requests list`");
     })
 }
@@ -194,6 +197,9 @@ pub fn tokens(client: &ApiClient, command: TokensCommand) -> anyhow::Result<()> 
                         format!("from {}", token.owner)
                     };
                     println!("    {other}; {} transferred", token.clips_transferred.len());
+                    if let Some(grant) = &token.grant_state {
+                        println!("    {}", grant.summary);
+                    }
                 }
             })
         }
@@ -308,10 +314,20 @@ fn print_outgoing(request: &OutgoingView) {
     println!("    to        {}", request.target);
     println!("    reason    {}", request.reason);
     println!("    window    {} .. {}", request.from, request.to);
-    for grant in &request.grants {
-        println!("    grant     token {grant}");
+    if let Some(note) = &request.window_note {
+        println!("    note      {note}");
     }
-    for owner in &request.denied_by {
-        println!("    denied by {owner}");
+    for grant in &request.grants {
+        match request.grant_states.iter().find(|s| s.token_id == *grant) {
+            Some(state) => println!("    grant     token {grant}: {}", state.summary),
+            None => println!("    grant     token {grant}"),
+        }
+    }
+    for denial in &request.denials {
+        match &denial.message {
+            // Peer text, checked by the protocol; quoted so it reads as the owner's words.
+            Some(message) => println!("    denied by {}: {message:?}", denial.owner),
+            None => println!("    denied by {}", denial.owner),
+        }
     }
 }
