@@ -518,23 +518,31 @@ impl fmt::Display for TransparencyReport {
             }
         }
         let mine = &self.as_requester;
-        if mine.requests_sent == 0 && mine.grants_received == 0 {
+        let acted_as_requester = mine.requests_sent
+            + mine.grants_received
+            + mine.denials_received
+            + mine.clips_received
+            + mine.grants_expired
+            + mine.grants_revoked;
+        if acted_as_requester == 0 {
             return Ok(());
         }
         writeln!(f)?;
-        row(
-            f,
-            0,
-            "requests sent",
-            format_args!(
-                "{} ({})",
-                mine.requests_sent,
-                counted(&[
-                    (mine.direct_requests, "direct"),
-                    (mine.area_requests, "area")
-                ])
-            ),
-        )?;
+        if mine.requests_sent > 0 {
+            row(
+                f,
+                0,
+                "requests sent",
+                format_args!(
+                    "{} ({})",
+                    mine.requests_sent,
+                    counted(&[
+                        (mine.direct_requests, "direct"),
+                        (mine.area_requests, "area")
+                    ])
+                ),
+            )?;
+        }
         let mut answers = counted(&[
             (mine.grants_received, "grants"),
             (mine.denials_received, "denials"),
