@@ -32,6 +32,18 @@ pub enum IncomingState {
     GrantedByRule,
 }
 
+impl IncomingState {
+    /// How the owner reads it.
+    pub fn label(self) -> &'static str {
+        match self {
+            IncomingState::Pending => "awaiting a decision",
+            IncomingState::Granted => "granted",
+            IncomingState::Denied => "denied",
+            IncomingState::GrantedByRule => "granted by a pre-authorization",
+        }
+    }
+}
+
 /// Where an outgoing request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -45,6 +57,18 @@ pub enum OutgoingState {
     /// Granted, and every grant has ended since (revoked or expired): `grant_states` says
     /// how, and whether the footage was deleted.
     Ended,
+}
+
+impl OutgoingState {
+    /// How the requester reads it.
+    pub fn label(self) -> &'static str {
+        match self {
+            OutgoingState::Sent => "sent, no grant yet",
+            OutgoingState::Granted => "granted",
+            OutgoingState::Denied => "denied",
+            OutgoingState::Ended => "ended: every grant was revoked or expired",
+        }
+    }
 }
 
 /// One incoming request, for the owner.

@@ -187,6 +187,19 @@ fn a_full_disk_refuses_approvals_and_fetches_and_the_node_recovers_by_itself() {
 
     let first = ask(&requester, &owner, "a parcel went missing");
     let second = ask(&requester, &owner, "and another one");
+    // States in words on both sides, not Rust names.
+    let listed =
+        String::from_utf8(run_ok(owner.cmd().args(["requests", "list"])).stdout).expect("text");
+    assert!(listed.contains("awaiting a decision"), "{listed}");
+    let asked =
+        String::from_utf8(run_ok(requester.cmd().args(["requests", "list"])).stdout).expect("text");
+    assert!(asked.contains("sent, no grant yet"), "{asked}");
+    for rust_name in ["Pending", "Sent", "GrantedByRule"] {
+        assert!(
+            !listed.contains(rust_name) && !asked.contains(rust_name),
+            "{rust_name}"
+        );
+    }
 
     // The requester is paused, so the grant waits in its socket and nothing is fetched
     // until the owner's disk is full.

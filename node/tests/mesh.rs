@@ -1198,7 +1198,9 @@ fn a_revoked_grant_says_revoked_and_its_fetch_says_why_even_after_a_restart() {
         "{text}"
     );
     assert!(
-        text.contains(&format!("{request_id}  Ended")),
+        text.contains(&format!(
+            "{request_id}  ended: every grant was revoked or expired"
+        )),
         "no longer said to be granted: {text}"
     );
     assert_eq!(

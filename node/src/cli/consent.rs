@@ -268,7 +268,7 @@ fn print_requests(view: &RequestsView) {
 }
 
 fn print_incoming(request: &IncomingView) {
-    println!("  {}  {:?}", request.request_id, request.state);
+    println!("  {}  {}", request.request_id, request.state.label());
     match &request.authority {
         Some(authority) => println!(
             "    from      {} — verified: {} ({}, {}), issued by {}",
@@ -310,7 +310,7 @@ fn print_incoming(request: &IncomingView) {
 }
 
 fn print_outgoing(request: &OutgoingView) {
-    println!("  {}  {:?}", request.request_id, request.state);
+    println!("  {}  {}", request.request_id, request.state.label());
     println!("    to        {}", request.target);
     println!("    reason    {}", request.reason);
     println!("    window    {} .. {}", request.from, request.to);

@@ -40,7 +40,7 @@ use crate::authority::{
 use crate::cli::init_node;
 use crate::clock;
 use crate::data_dir::DataDir;
-use crate::ledger::{IncomingState, IncomingView, RequestsView, TokenView, TokensView};
+use crate::ledger::{IncomingView, RequestsView, TokenView, TokensView};
 use crate::mesh::MeshStatus;
 use crate::trust::TrustList;
 
@@ -502,11 +502,7 @@ fn describe_prompt(prompt: &IncomingView) -> [String; 3] {
         ),
         None => format!("from {}, UNVERIFIED", prompt.requester_peer),
     };
-    let state = match prompt.state {
-        IncomingState::Pending => "awaiting a decision",
-        IncomingState::Granted | IncomingState::GrantedByRule => "granted",
-        IncomingState::Denied => "denied",
-    };
+    let state = prompt.state.label();
     let what = format!(
         "case {}, {}, {state}",
         prompt.case_number.as_deref().unwrap_or("none"),
