@@ -17,6 +17,22 @@ fn porchlight(dir: &std::path::Path) -> Command {
     command
 }
 
+/// `porchlight node` on loopback with one camera (or `none`), as a user runs it.
+fn node(dir: &std::path::Path, camera: &str) -> Command {
+    let mut command = porchlight(dir);
+    command.args([
+        "node",
+        "--camera",
+        camera,
+        "--api",
+        "127.0.0.1:0",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+    ]);
+    command
+}
+
 #[test]
 fn one_shot_commands_print_no_log_lines() {
     let root = tempfile::tempdir().expect("temp dir");
@@ -56,17 +72,7 @@ fn the_daemon_log_is_plain_and_opens_with_one_ready_summary() {
             .success()
     );
     let log = root.path().join("daemon.log");
-    let mut child = porchlight(&dir)
-        .args([
-            "node",
-            "--camera",
-            "none",
-            "--api",
-            "127.0.0.1:0",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--no-mdns",
-        ])
+    let mut child = node(&dir, "none")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
@@ -105,17 +111,7 @@ fn a_file_camera_whose_file_is_missing_is_refused_at_start_naming_the_path() {
             .expect("init")
             .success()
     );
-    let out = porchlight(&dir)
-        .args([
-            "node",
-            "--camera",
-            "porch=file:/nonexistent/porchlight/clip.mp4",
-            "--api",
-            "127.0.0.1:0",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--no-mdns",
-        ])
+    let out = node(&dir, "porch=file:/nonexistent/porchlight/clip.mp4")
         .output()
         .expect("the daemon runs");
     assert!(!out.status.success(), "it started with a missing file");
@@ -138,17 +134,7 @@ fn status_exits_non_zero_with_the_reason_while_a_camera_fails() {
             .success()
     );
     let _ = std::fs::remove_file(dir.join("api.json"));
-    let mut child = porchlight(&dir)
-        .args([
-            "node",
-            "--camera",
-            "broken=v4l2:/dev/video99",
-            "--api",
-            "127.0.0.1:0",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--no-mdns",
-        ])
+    let mut child = node(&dir, "broken=v4l2:/dev/video99")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
