@@ -109,22 +109,10 @@ fn import_clip(owner_dir: &Path, file: &Path, ago: u64) {
 /// owner is prompted.
 fn ask(requester: &Peer, owner: &Peer, reason: &str) -> String {
     let now = SystemTime::now();
-    let sent = json(requester.cmd().args([
-        "request",
-        "--peer",
-        &owner.address,
-        "--from",
-        &rfc3339(now - Duration::from_secs(600)),
-        "--to",
-        &rfc3339(now),
-        "--reason",
-        reason,
-    ]));
-    let request_id = sent["id"].as_str().expect("request id").to_owned();
-    wait_for(Duration::from_secs(30), "the prompt", || {
-        owner.incoming(&request_id)
-    });
-    request_id
+    let window = (rfc3339(now - Duration::from_secs(600)), rfc3339(now));
+    requester
+        .ask_directly(owner, (&window.0, &window.1), reason, &[])
+        .0
 }
 
 fn events(peer: &Peer) -> Vec<Value> {

@@ -374,23 +374,8 @@ fn a_direct_request_by_multiaddr_expires_and_its_footage_is_deleted() {
     let hood = neighborhood(1, &[]);
     let (authority, home) = (&hood.authority, &hood.homes[0]);
     let (from, to) = window();
-    let sent = json(authority.cmd().args([
-        "request",
-        "--peer",
-        &home.address,
-        "--from",
-        &from,
-        "--to",
-        &to,
-        "--reason",
-        "package theft",
-        "--for",
-        "10m",
-    ]));
-    let request_id = sent["id"].as_str().expect("request id").to_owned();
-    let incoming = wait_for(Duration::from_secs(30), "the prompt", || {
-        home.incoming(&request_id)
-    });
+    let (request_id, incoming) =
+        authority.ask_directly(home, (&from, &to), "package theft", &["--for", "10m"]);
     assert!(!incoming["area"].as_bool().expect("area flag"));
     let first_clip = incoming["matching_clips"][0]["clip_id"]
         .as_str()
@@ -617,21 +602,7 @@ fn granted_and_fetched(
     approve: &[&str],
 ) -> (String, String) {
     let (from, to) = window();
-    let sent = json(authority.cmd().args([
-        "request",
-        "--peer",
-        &home.address,
-        "--from",
-        &from,
-        "--to",
-        &to,
-        "--reason",
-        reason,
-    ]));
-    let request_id = sent["id"].as_str().expect("request id").to_owned();
-    wait_for(Duration::from_secs(30), "the prompt", || {
-        home.incoming(&request_id)
-    });
+    let (request_id, _) = authority.ask_directly(home, (&from, &to), reason, &[]);
     let granted = json(
         home.cmd()
             .args(["requests", "approve", &request_id])
@@ -1129,21 +1100,7 @@ fn the_requester_is_told_the_owners_deny_message() {
     let hood = neighborhood(1, &[]);
     let (authority, home) = (&hood.authority, &hood.homes[0]);
     let (from, to) = window();
-    let sent = json(authority.cmd().args([
-        "request",
-        "--peer",
-        &home.address,
-        "--from",
-        &from,
-        "--to",
-        &to,
-        "--reason",
-        "noise",
-    ]));
-    let request_id = sent["id"].as_str().expect("request id").to_owned();
-    wait_for(Duration::from_secs(30), "the prompt", || {
-        home.incoming(&request_id)
-    });
+    let (request_id, _) = authority.ask_directly(home, (&from, &to), "noise", &[]);
     run_ok(home.cmd().args([
         "requests",
         "deny",

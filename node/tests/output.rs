@@ -17,6 +17,21 @@ fn porchlight(dir: &std::path::Path) -> Command {
     command
 }
 
+/// A data dir made with `porchlight init`, in a temporary directory kept while the first
+/// value lives.
+fn new_home() -> (tempfile::TempDir, std::path::PathBuf) {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("home");
+    assert!(
+        porchlight(&dir)
+            .arg("init")
+            .status()
+            .expect("init")
+            .success()
+    );
+    (root, dir)
+}
+
 /// `porchlight node` on loopback with one camera (or `none`), as a user runs it.
 fn node(dir: &std::path::Path, camera: &str) -> Command {
     let mut command = porchlight(dir);
@@ -62,16 +77,8 @@ fn one_shot_commands_print_no_log_lines() {
 
 #[test]
 fn the_daemon_log_is_plain_and_opens_with_one_ready_summary() {
-    let root = tempfile::tempdir().expect("temp dir");
-    let dir = root.path().join("home");
-    assert!(
-        porchlight(&dir)
-            .args(["init"])
-            .status()
-            .expect("init")
-            .success()
-    );
-    let log = root.path().join("daemon.log");
+    let (_root, dir) = new_home();
+    let log = dir.join("daemon.log");
     let mut child = node(&dir, "none")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"))
@@ -102,15 +109,7 @@ fn the_daemon_log_is_plain_and_opens_with_one_ready_summary() {
 
 #[test]
 fn a_file_camera_whose_file_is_missing_is_refused_at_start_naming_the_path() {
-    let root = tempfile::tempdir().expect("temp dir");
-    let dir = root.path().join("home");
-    assert!(
-        porchlight(&dir)
-            .args(["init"])
-            .status()
-            .expect("init")
-            .success()
-    );
+    let (_root, dir) = new_home();
     let out = node(&dir, "porch=file:/nonexistent/porchlight/clip.mp4")
         .output()
         .expect("the daemon runs");
@@ -124,15 +123,7 @@ fn a_file_camera_whose_file_is_missing_is_refused_at_start_naming_the_path() {
 
 #[test]
 fn status_exits_non_zero_with_the_reason_while_a_camera_fails() {
-    let root = tempfile::tempdir().expect("temp dir");
-    let dir = root.path().join("home");
-    assert!(
-        porchlight(&dir)
-            .args(["init"])
-            .status()
-            .expect("init")
-            .success()
-    );
+    let (_root, dir) = new_home();
     let _ = std::fs::remove_file(dir.join("api.json"));
     let mut child = node(&dir, "broken=v4l2:/dev/video99")
         .stdout(Stdio::null())
@@ -169,15 +160,7 @@ fn status_exits_non_zero_with_the_reason_while_a_camera_fails() {
 
 #[test]
 fn doctor_names_each_problem_with_its_fix_and_fails_when_one_is_serious() {
-    let root = tempfile::tempdir().expect("temp dir");
-    let dir = root.path().join("home");
-    assert!(
-        porchlight(&dir)
-            .args(["init"])
-            .status()
-            .expect("init")
-            .success()
-    );
+    let (_root, dir) = new_home();
 
     // A new node with no daemon: warnings, no failure.
     let out = porchlight(&dir)

@@ -161,6 +161,38 @@ impl Peer {
             .cloned()
     }
 
+    /// Sends a direct request from this node to `owner` for the window `from`..`to`
+    /// (`extra`: more `request` flags) and waits until the owner is prompted: the request
+    /// id and the owner's view of it.
+    pub fn ask_directly(
+        &self,
+        owner: &Peer,
+        (from, to): (&str, &str),
+        reason: &str,
+        extra: &[&str],
+    ) -> (String, Value) {
+        let sent = json(
+            self.cmd()
+                .args([
+                    "request",
+                    "--peer",
+                    &owner.address,
+                    "--from",
+                    from,
+                    "--to",
+                    to,
+                    "--reason",
+                    reason,
+                ])
+                .args(extra),
+        );
+        let request_id = sent["id"].as_str().expect("request id").to_owned();
+        let incoming = wait_for(Duration::from_secs(30), "the prompt", || {
+            owner.incoming(&request_id)
+        });
+        (request_id, incoming)
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
