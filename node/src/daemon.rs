@@ -54,15 +54,12 @@ pub fn run(dir: DataDir, flags: Overrides) -> anyhow::Result<()> {
     let settings = Settings::layer(RawConfig::load(&dir)?, environment_overrides()?, flags)?;
     let cameras = capture::parse_cameras(&settings.cameras).context("bad --camera")?;
     for camera in &cameras {
-        // A file camera whose file is not there would only retry forever: say so now.
-        if let capture::Source::File { path } = camera.source() {
-            if !path.is_file() {
-                anyhow::bail!(
-                    "camera {}: the file {} does not exist or is not a regular file; check the path given to --camera file:PATH",
-                    camera.name(),
-                    path.display()
-                );
-            }
+        if let Some(path) = camera.missing_file() {
+            anyhow::bail!(
+                "camera {}: the file {} does not exist or is not a regular file; check the path given to --camera file:PATH",
+                camera.name(),
+                path.display()
+            );
         }
     }
     let clip_len = ClipLength::from_secs(settings.clip_seconds).context("bad --clip-seconds")?;

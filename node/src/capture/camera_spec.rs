@@ -402,6 +402,16 @@ impl CameraSpec {
         &self.source
     }
 
+    /// For a file camera whose file is not there (or not a regular file), its path: such a
+    /// camera could only retry forever, so the daemon refuses it at start and `doctor`
+    /// reports it.
+    pub fn missing_file(&self) -> Option<&std::path::Path> {
+        match &self.source {
+            Source::File { path } if !path.is_file() => Some(path),
+            _ => None,
+        }
+    }
+
     /// The spec without its name, password redacted.
     pub fn redacted(&self) -> String {
         self.source.to_string()

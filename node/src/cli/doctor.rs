@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::api::client::ApiClient;
 use crate::api::views::StatusView;
-use crate::capture::{self, Source};
+use crate::capture;
 use crate::config::{Overrides, RawConfig, Settings, environment_overrides};
 use crate::data_dir::DataDir;
 use crate::keys::NodeKeys;
@@ -155,14 +155,12 @@ fn camera_checks(settings: &Settings, status: Option<&StatusView>) -> Vec<Check>
             if let Err(err) = capture::check_elements(camera.source()) {
                 return fail(what, err.to_string(), "install the package named above");
             }
-            if let Source::File { path } = camera.source() {
-                if !path.is_file() {
-                    return fail(
-                        what,
-                        format!("{} does not exist", path.display()),
-                        "give an existing file to --camera file:PATH",
-                    );
-                }
+            if let Some(path) = camera.missing_file() {
+                return fail(
+                    what,
+                    format!("{} does not exist", path.display()),
+                    "give an existing file to --camera file:PATH",
+                );
             }
             let running = status.and_then(|status| {
                 status
