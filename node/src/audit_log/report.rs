@@ -166,17 +166,6 @@ impl TransparencyReport {
         let mut asked_by: BTreeMap<RequestId, PeerId> = BTreeMap::new();
         let mut people: BTreeMap<PeerId, RequesterSummary> = BTreeMap::new();
         let mut served_to: BTreeSet<(PeerId, ClipId)> = BTreeSet::new();
-        let person = |people: &mut BTreeMap<PeerId, RequesterSummary>, peer: PeerId| {
-            people.entry(peer).or_insert(RequesterSummary {
-                requester: peer,
-                verified: false,
-                requests: 0,
-                granted: 0,
-                denied: 0,
-                clips_released: 0,
-                bytes_released: 0,
-            });
-        };
         let mut released = Releases::default();
         let mut clips_released: BTreeSet<ClipId> = BTreeSet::new();
         let mut grants: BTreeMap<TokenId, (u64, ActiveGrant, Timestamp)> = BTreeMap::new();
@@ -196,18 +185,16 @@ impl TransparencyReport {
                 } => {
                     incoming.insert(*request_id, (*verified, Final::Auto(*outcome)));
                     asked_by.insert(*request_id, *requester);
-                    person(&mut people, *requester);
-                    if let Some(summary) = people.get_mut(requester) {
-                        summary.requests += 1;
-                        summary.verified |= *verified;
-                        if matches!(
-                            outcome,
-                            RequestOutcome::Blocked
-                                | RequestOutcome::DeniedUnverified
-                                | RequestOutcome::DeniedNoCaseNumber
-                        ) {
-                            summary.denied += 1;
-                        }
+                    let summary = summary_of(&mut people, *requester);
+                    summary.requests += 1;
+                    summary.verified |= *verified;
+                    if matches!(
+                        outcome,
+                        RequestOutcome::Blocked
+                            | RequestOutcome::DeniedUnverified
+                            | RequestOutcome::DeniedNoCaseNumber
+                    ) {
+                        summary.denied += 1;
                     }
                 }
                 AuditEvent::Granted {
@@ -220,10 +207,7 @@ impl TransparencyReport {
                     by_rule,
                 } => {
                     released.grants_issued += 1;
-                    person(&mut people, *grantee);
-                    if let Some(summary) = people.get_mut(grantee) {
-                        summary.granted += 1;
-                    }
+                    summary_of(&mut people, *grantee).granted += 1;
                     if *by_rule {
                         released.grants_by_rule += 1;
                     } else if let Some((_, outcome)) = incoming.get_mut(request_id) {
@@ -255,10 +239,7 @@ impl TransparencyReport {
                     released.fetches_allowed += 1;
                     clips_released.insert(*clip_id);
                     if served_to.insert((*peer, *clip_id)) {
-                        person(&mut people, *peer);
-                        if let Some(summary) = people.get_mut(peer) {
-                            summary.clips_released += 1;
-                        }
+                        summary_of(&mut people, *peer).clips_released += 1;
                     }
                 }
                 AuditEvent::FetchRefused { .. } => released.fetches_refused += 1,
@@ -385,6 +366,22 @@ impl TransparencyReport {
             as_requester: mine,
         }
     }
+}
+
+/// `peer`'s row of the by-requester breakdown, new and empty the first time.
+fn summary_of(
+    people: &mut BTreeMap<PeerId, RequesterSummary>,
+    peer: PeerId,
+) -> &mut RequesterSummary {
+    people.entry(peer).or_insert(RequesterSummary {
+        requester: peer,
+        verified: false,
+        requests: 0,
+        granted: 0,
+        denied: 0,
+        clips_released: 0,
+        bytes_released: 0,
+    })
 }
 
 /// Width of the label column of the human report.
